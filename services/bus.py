@@ -1,0 +1,53 @@
+"""`govbus run`: the whole bus on one machine, with a demo feed and live progress."""
+
+from __future__ import annotations
+
+import time
+
+from services.common.lag import group_lag
+from services.common.settings import Settings
+from services.launcher import ProcessGroup, wait_http
+from services.progress import progress_line, scrape_totals
+
+
+def start_core(settings: Settings, group: ProcessGroup) -> None:
+    """Registry first (everyone needs it), then router and sink."""
+    group.start("registry")
+    wait_http(f"{settings.registry_url}/subjects", 30, group)
+    group.start("router")
+    group.start("sink")
+    wait_http(f"http://localhost:{settings.router_metrics_port}/metrics", 60, group)
+    wait_http(f"http://localhost:{settings.sink_metrics_port}/metrics", 60, group)
+
+
+def run_bus(settings: Settings, rate: float, interval_s: float = 2.0) -> None:
+    group = ProcessGroup(settings.data_dir / "logs")
+    try:
+        start_core(settings, group)
+        group.start("feed", "--rate", str(rate))
+        wait_http(f"http://localhost:{settings.ingest_metrics_port}/metrics", 60, group)
+        print(f"govbus is up; logs in {group.log_dir}. Ctrl-C stops everything.", flush=True)
+        previous, last = None, time.monotonic()
+        while True:
+            time.sleep(interval_s)
+            group.check_alive()
+            now = time.monotonic()
+            lags = {
+                "router": group_lag(settings, settings.router_group, settings.source_pattern),
+                "sink": group_lag(settings, settings.sink_group, settings.source_pattern),
+            }
+            line, previous = progress_line(
+                scrape_totals(f"http://localhost:{settings.ingest_metrics_port}/metrics"),
+                scrape_totals(f"http://localhost:{settings.router_metrics_port}/metrics"),
+                scrape_totals(f"http://localhost:{settings.sink_metrics_port}/metrics"),
+                lags,
+                now - last,
+                previous,
+            )
+            last = now
+            print(line, flush=True)
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+    finally:
+        group.stop()
+        print("all govbus processes stopped.", flush=True)

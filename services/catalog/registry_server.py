@@ -1,0 +1,25 @@
+"""Run the schema registry API under uvicorn."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from services.catalog.registry_api import create_registry_app
+from services.catalog.registry_store import SchemaRegistryStore
+
+
+def build_registry_server(store: SchemaRegistryStore, host: str, port: int) -> uvicorn.Server:
+    """A uvicorn server for the registry; the caller runs it (also from a thread, in tests)."""
+    config = uvicorn.Config(
+        create_registry_app(store), host=host, port=port, log_level="warning", access_log=False
+    )
+    return uvicorn.Server(config)
+
+
+def serve_registry(store_url: str, host: str, port: int) -> None:
+    """Serve the registry backed by store_url until interrupted."""
+    store = SchemaRegistryStore(store_url)
+    try:
+        build_registry_server(store, host, port).run()
+    finally:
+        store.close()

@@ -1,0 +1,148 @@
+"""Catalog entries (data resources) and grants (shares), as validated pydantic models."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from services.common.masking import MaskSpec
+from services.common.rowfilter import FilterError, compile_filter
+from services.common.topics import delivery_topic, source_topic
+
+CODE = r"^[a-z][a-z0-9_]*$"
+
+
+class Sensitivity(StrEnum):
+    L1 = "L1"  # public
+    L2 = "L2"  # internal
+    L3 = "L3"  # personal
+    L4 = "L4"  # sensitive personal: ID numbers, health, finance
+
+
+class ShareType(StrEnum):
+    UNCONDITIONAL = "unconditional"  # 无条件共享
+    CONDITIONAL = "conditional"  # 有条件共享
+    NOT_SHARED = "not_shared"  # 不予共享
+
+
+class GrantState(StrEnum):
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    ACTIVE = "active"
+    REJECTED = "rejected"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FieldSpec(Strict):
+    sensitivity: Sensitivity
+    description: str
+    # Identifier formats checked at ingest: a record with a bad one is dead-lettered.
+    format: Literal["resident_id", "credit_code"] | None = None
+
+
+class Department(Strict):
+    name_zh: str
+    name_en: str
+
+
+class CatalogEntry(Strict):
+    code: str = Field(pattern=CODE)
+    provider: str = Field(pattern=CODE)
+    name_zh: str
+    name_en: str
+    category: Literal["government", "social"]
+    update_frequency: Literal["realtime", "daily", "weekly", "monthly"]
+    share_type: ShareType
+    schema_file: str
+    key_fields: tuple[str, ...] = Field(min_length=1)
+    fields: dict[str, FieldSpec]
+
+    @property
+    def topic(self) -> str:
+        return source_topic(self.provider, self.code)
+
+    @property
+    def resource_id(self) -> str:
+        """Catalog-wide identifier: ``<provider>.<code>``."""
+        return f"{self.provider}.{self.code}"
+
+    @model_validator(mode="after")
+    def _keys_are_fields(self) -> CatalogEntry:
+        missing = [k for k in self.key_fields if k not in self.fields]
+        if missing:
+            raise ValueError(f"key_fields {missing} are not declared in fields")
+        return self
+
+
+class Grant(Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    consumer: str = Field(pattern=CODE)
+    resource: str = Field(description="<provider>.<code> of a catalog entry")
+    purpose: str = Field(min_length=1)
+    legal_basis: str = Field(min_length=1)
+    fields: tuple[str, ...] = Field(min_length=1)
+    row_filter: str | None = None
+    masking: dict[str, MaskSpec] = {}
+    # Why an L4 field may go out in clear; must name the authority's approval.
+    l4_clear_reason: str | None = None
+    valid_from: dt.date
+    valid_until: dt.date
+    delivery: Literal["kafka"] = "kafka"
+    state: GrantState = GrantState.REQUESTED
+
+    @property
+    def topic(self) -> str:
+        return delivery_topic(self.consumer, self.resource.split(".", 1)[1])
+
+    def is_live(self, today: dt.date) -> bool:
+        return self.state is GrantState.ACTIVE and self.valid_from <= today <= self.valid_until
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Grant:
+        if self.valid_until < self.valid_from:
+            raise ValueError("valid_until is before valid_from")
+        stray = sorted(set(self.masking) - set(self.fields))
+        if stray:
+            raise ValueError(f"masking names fields not granted: {stray}")
+        if self.row_filter is not None:
+            try:
+                compile_filter(self.row_filter)
+            except FilterError as exc:
+                raise ValueError(f"row_filter: {exc}") from exc
+        return self
+
+
+def check_grant_against_catalog(grant: Grant, entry: CatalogEntry) -> list[str]:
+    """Problems that need both the grant and its resource to see; empty when fine."""
+    problems = []
+    if entry.share_type is ShareType.NOT_SHARED:
+        problems.append(f"resource {entry.resource_id} is not shared (不予共享)")
+    unknown = [f for f in grant.fields if f not in entry.fields]
+    if unknown:
+        problems.append(f"fields {unknown} are not in resource {entry.resource_id}")
+    missing_keys = [k for k in entry.key_fields if k not in grant.fields]
+    if missing_keys:
+        problems.append(f"fields must include the key fields {missing_keys}")
+    for key in entry.key_fields:
+        # A delivered key must stay unique per record, or compaction would merge records.
+        if key in grant.masking and grant.masking[key].method not in ("keep", "hmac"):
+            problems.append(f"key field {key} may only be kept or hmac-masked")
+    if grant.row_filter is not None:
+        try:
+            compile_filter(grant.row_filter, set(entry.fields))
+        except FilterError as exc:
+            problems.append(f"row_filter: {exc}")
+    for name in grant.fields:
+        spec = entry.fields.get(name)
+        in_clear = name not in grant.masking or grant.masking[name].method == "keep"
+        if spec and spec.sensitivity is Sensitivity.L4 and in_clear and not grant.l4_clear_reason:
+            problems.append(f"field {name} is L4 and must be masked (or give l4_clear_reason)")
+    return problems

@@ -1,0 +1,62 @@
+"""Prometheus metrics of the bus: declared together against a registry passed in."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class BusMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.events_in = Counter(
+            "govbus_events_in", "Change events taken in", ["stage", "resource"], registry=registry
+        )
+        self.events_out = Counter(
+            "govbus_events_out",
+            "Records delivered to a consumer department",
+            ["consumer", "resource"],
+            registry=registry,
+        )
+        self.filtered_out = Counter(
+            "govbus_events_filtered",
+            "Events a grant's row filter held back",
+            ["consumer", "resource"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "govbus_dead_letters", "Records sent to the DLQ", ["stage", "reason"], registry=registry
+        )
+        self.masked_fields = Counter(
+            "govbus_masked_fields", "Field values masked", ["method"], registry=registry
+        )
+        self.store_writes = Counter(
+            "govbus_store_changes",
+            "Changes written to the central store (new ones only)",
+            ["resource"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "govbus_processing_seconds",
+            "Time from the bus seeing a change to its output being acknowledged",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "govbus_batch_size",
+            "Records per processed batch",
+            ["stage"],
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+            registry=registry,
+        )
+        self.grants_live = Gauge(
+            "govbus_grants_live", "Grants delivering now", ["resource"], registry=registry
+        )
+
+
+def serve_metrics(registry: CollectorRegistry, port: int) -> int:
+    """Serve /metrics on ``port`` (0 picks a free one); returns the bound port."""
+    server, _ = start_http_server(port, registry=registry)
+    return server.server_port

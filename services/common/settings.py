@@ -1,0 +1,85 @@
+"""One typed, frozen settings object per process, read from the environment once.
+
+Every variable is prefixed ``GOVBUS_`` (``GOVBUS_KAFKA_BOOTSTRAP``, ``GOVBUS_STORE_URL`` ...).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ConfigError(RuntimeError):
+    """A setting or config file is wrong; the message names the key."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GOVBUS_", frozen=True, extra="ignore")
+
+    kafka_bootstrap: str = "localhost:9092"
+    registry_url: str = "http://localhost:8081"
+    registry_host: str = "127.0.0.1"
+    registry_port: int = Field(8081, ge=1, le=65535)
+    data_dir: Path = REPO_ROOT / ".govbus"
+    store_url: str = ""
+    registry_store_url: str = ""
+    catalog_dir: Path = REPO_ROOT / "deploy" / "catalog"
+    grants_dir: Path = REPO_ROOT / "deploy" / "grants"
+    schemas_dir: Path = REPO_ROOT / "schemas" / "avro"
+    # Master secret for per-consumer HMAC keys; the demo default is public, so real
+    # deployments must set it.
+    mask_secret: SecretStr = SecretStr("govbus-demo-mask-secret-change-me")
+    # Source topics the router and sink follow (``gov.<provider>.<resource>``).
+    source_pattern: str = r"^gov\..+\..+"
+    router_group: str = "govbus-router"
+    sink_group: str = "govbus-central-store"
+    router_metrics_port: int = Field(9101, ge=0, le=65535)
+    sink_metrics_port: int = Field(9102, ge=0, le=65535)
+    ingest_metrics_port: int = Field(9103, ge=0, le=65535)
+    registry_metrics_port: int = Field(9104, ge=0, le=65535)
+    topic_partitions: int = Field(3, ge=1)
+    max_message_bytes: int = Field(1_000_000, ge=1024)
+    batch_size: int = Field(1000, ge=1)
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_has_port(cls, value: str) -> str:
+        for host in value.split(","):
+            if ":" not in host:
+                raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+        return value
+
+    @property
+    def central_store_url(self) -> str:
+        return self.store_url or f"sqlite:///{self.data_dir / 'store.db'}"
+
+    @property
+    def schema_store_url(self) -> str:
+        return self.registry_store_url or f"sqlite:///{self.data_dir / 'registry.db'}"
+
+    def kafka_config(self, **overrides: Any) -> dict[str, Any]:
+        """librdkafka configuration shared by every client of this process."""
+        return {"bootstrap.servers": self.kafka_bootstrap, **overrides}
+
+    def __repr_args__(self):  # secrets stay masked when printed
+        for key, value in super().__repr_args__():
+            yield key, ("**********" if key == "mask_secret" else value)
+
+
+@lru_cache(maxsize=1)
+def load_settings() -> Settings:
+    """Read the environment once; a bad value stops start-up naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"GOVBUS_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"bad configuration: {problems}") from exc

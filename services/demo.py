@@ -1,0 +1,204 @@
+"""`govbus demo --events N`: N changes through the whole path, then account for every one.
+
+Each change must end up either dead-lettered at ingest with its reason, or in the central
+store; every delivery the grants call for must be on its consumer's topic; no delivery
+topic may carry a valid resident ID number in clear. Exit status 1 when anything is missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import struct
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from confluent_kafka import Producer
+from prometheus_client import CollectorRegistry
+from rich.console import Console
+from rich.table import Table
+
+from services.common.config_files import live_grants, load_catalog, load_grants
+from services.common.dead_letter import header_map
+from services.common.idnumbers import find_resident_ids
+from services.common.kafka_clients import (
+    bus_topic_specs,
+    delivery_topic_spec,
+    ensure_topics,
+    make_admin,
+    make_producer,
+    source_topic_spec,
+)
+from services.common.lag import group_lag
+from services.common.metrics import BusMetrics
+from services.common.registry_client import make_registry_client
+from services.common.schemas import value_schema
+from services.common.serde import AvroCodec
+from services.common.settings import Settings
+from services.common.topic_reader import end_offsets, read_range
+from services.common.topics import DLQ
+from services.ingest.demo_data import DemoFeed
+from services.ingest.feed import build_publisher, to_change
+from services.ingest.publisher import Change
+from services.launcher import ProcessGroup
+from services.bus import start_core
+from services.router.plan import compile_plan, plan_delivery
+from services.sink.central_store import CentralStore
+
+MALFORMED = {
+    "not_avro": b"\x7bnot avro at all}",
+    "unknown_schema_id": struct.pack(">bI", 0, 987654321) + b"\x02\x04",
+}
+
+
+@dataclass
+class Ledger:
+    published: dict[str, list[tuple[str, Change]]] = field(default_factory=dict)
+    ingest_rejected: int = 0
+    injected: Counter = field(default_factory=Counter)
+
+
+def publish_demo(settings: Settings, events: int, seed: int) -> Ledger:
+    producer = make_producer(settings)
+    publisher = build_publisher(settings, BusMetrics(CollectorRegistry()), producer)
+    ledger = Ledger()
+    for demo in DemoFeed(seed=seed, invalid_rate=0.01).changes(events):
+        change = to_change(demo)
+        event_id = publisher.publish(change)
+        if event_id is None:
+            ledger.ingest_rejected += 1
+        else:
+            ledger.published.setdefault(change.resource, []).append((event_id, change))
+        producer.poll(0)
+    _inject_malformed(producer, ledger)
+    if producer.flush(60):
+        raise RuntimeError("demo changes not acknowledged by Kafka")
+    return ledger
+
+
+def _inject_malformed(producer: Producer, ledger: Ledger) -> None:
+    """Bad input a provider could send: the router must dead-letter it and go on."""
+    for reason, payload in MALFORMED.items():
+        producer.produce("gov.psb.resident_population", payload, b"demo-bad")
+        ledger.injected[reason] += 1
+
+
+def expected_deliveries(settings: Settings, catalog, grants, ledger: Ledger) -> dict[str, set[str]]:
+    secret = settings.mask_secret.get_secret_value().encode()
+    expected: dict[str, set[str]] = {}
+    for grant in live_grants(grants, dt.date.today()):
+        entry = catalog[grant.resource]
+        plan = compile_plan(grant, entry, value_schema(entry, settings.schemas_dir), secret)
+        ids = expected.setdefault(grant.topic, set())
+        for event_id, c in ledger.published.get(grant.resource, []):
+            event = {"before": c.before, "after": c.after, "op": c.op, "event_id": event_id,
+                     "ts_ms": 0}
+            if plan_delivery(plan, event) is not None:
+                ids.add(event_id)
+    return expected
+
+
+def wait_drained(settings: Settings, timeout_s: float, group: ProcessGroup) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        group.check_alive()
+        lags = [group_lag(settings, g, settings.source_pattern) for g in (settings.router_group, settings.sink_group)]
+        if not any(lags):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"router/sink still behind after {timeout_s}s")
+
+
+def run_demo(settings: Settings, events: int, seed: int, console: Console) -> int:
+    catalog = load_catalog(settings.catalog_dir, settings.schemas_dir)
+    grants = load_grants(settings.grants_dir, catalog)
+    admin = make_admin(settings)
+    ensure_topics(admin, bus_topic_specs(settings))
+    ensure_topics(admin, [source_topic_spec(e.topic, settings) for e in catalog.values()])
+    ensure_topics(admin, [delivery_topic_spec(g.topic, settings) for g in grants])
+    watched = sorted({g.topic for g in grants} | {DLQ})
+    start = end_offsets(settings, watched)
+    group = ProcessGroup(settings.data_dir / "logs")
+    try:
+        start_core(settings, group)
+        console.print(f"publishing {events} changes ...")
+        began = time.monotonic()
+        ledger = publish_demo(settings, events, seed)
+        wait_drained(settings, 180, group)
+        took = time.monotonic() - began
+        end = end_offsets(settings, watched)
+        delivered, leaks, dead = _read_outputs(settings, start, end)
+    finally:
+        group.stop()
+    store = CentralStore(settings.central_store_url, catalog.values(), settings.schemas_dir)
+    expected = expected_deliveries(settings, catalog, grants, ledger)
+    return _report(console, events, took, ledger, expected, delivered, dead, leaks, store)
+
+
+def _read_outputs(settings, start, end):
+    codec = AvroCodec(make_registry_client(settings))
+    delivered: dict[str, Counter] = {}
+    dead: Counter = Counter()
+    leaks = 0
+    for msg in read_range(settings, start, end):
+        if msg.topic() == DLQ:
+            h = header_map(msg.headers())
+            dead[(h.get("govbus.stage", "?"), h.get("govbus.reason", "?"))] += 1
+            continue
+        leaks += len(find_resident_ids((msg.key() or b"").decode("latin-1")))
+        leaks += len(find_resident_ids((msg.value() or b"").decode("latin-1")))
+        value = codec.decode(msg.value())
+        delivered.setdefault(msg.topic(), Counter())[value["event_id"]] += 1
+    return delivered, leaks, dead
+
+
+def _report(console, events, took, ledger, expected, delivered, dead, leaks, store) -> int:
+    problems = []
+    t = Table(title=f"govbus demo: {events} changes in {took:.1f}s")
+    for col in ("resource", "published", "stored (new this run)", "live rows", "history rows"):
+        t.add_column(col, justify="right" if col != "resource" else "left")
+    counts = store.counts()
+    for resource, items in sorted(ledger.published.items()):
+        ids = [e for e, _ in items]
+        stored = store.stored_event_ids(resource, ids)
+        if len(stored) != len(ids):
+            problems.append(f"{resource}: {len(ids) - len(stored)} changes not in the central store")
+        c = counts[resource]
+        t.add_row(resource, str(len(ids)), str(len(stored)), str(c["live"]), str(c["history"]))
+    console.print(t)
+
+    d = Table(title="deliveries per consumer and resource")
+    for col in ("topic", "expected", "delivered", "duplicates", "missing"):
+        d.add_column(col, justify="right" if col != "topic" else "left")
+    for topic, want in sorted(expected.items()):
+        got = delivered.get(topic, Counter())
+        missing = len(want - set(got))
+        dups = sum(n - 1 for n in got.values())
+        if missing:
+            problems.append(f"{topic}: {missing} deliveries missing")
+        d.add_row(topic, str(len(want)), str(len(set(got) & want)), str(dups), str(missing))
+    console.print(d)
+
+    q = Table(title="dead letters per stage and reason")
+    for col in ("stage", "reason", "count"):
+        q.add_column(col)
+    for (stage, reason), n in sorted(dead.items()):
+        q.add_row(stage, reason, str(n))
+    console.print(q)
+    ingest_dead = sum(n for (stage, _), n in dead.items() if stage == "ingest")
+    if ingest_dead != ledger.ingest_rejected:
+        problems.append(f"ingest rejected {ledger.ingest_rejected}, DLQ holds {ingest_dead}")
+    for reason, n in ledger.injected.items():
+        if dead[("router", reason)] < n:
+            problems.append(f"injected {n} {reason} records, DLQ holds {dead[('router', reason)]}")
+    accounted = ledger.ingest_rejected + sum(len(v) for v in ledger.published.values())
+    if accounted != events:
+        problems.append(f"{events - accounted} changes unaccounted for")
+    if leaks:
+        problems.append(f"{leaks} valid resident ID numbers in clear on delivery topics")
+    console.print(f"resident ID numbers in clear on delivery topics: {leaks}")
+    for p in problems:
+        console.print(f"[red]UNACCOUNTED[/red] {p}")
+    if not problems:
+        console.print("[green]every change accounted for[/green]")
+    return 1 if problems else 0

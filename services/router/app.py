@@ -1,0 +1,159 @@
+"""The router process: a Faust app whose agent only moves batches of bytes.
+
+Offsets are acknowledged by Faust's ``take_events`` only after the batch body returns,
+and the body returns only once every output and dead letter is acknowledged by Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import time
+
+import faust
+from confluent_kafka import KafkaError, Producer
+from prometheus_client import CollectorRegistry
+
+from services.common.catalog import CatalogEntry, Grant
+from services.common.config_files import load_catalog, load_grants
+from services.common.dead_letter import DeadLetter, produce_dead_letter
+from services.common.kafka_clients import (
+    bus_topic_specs,
+    delivery_topic_spec,
+    ensure_topics,
+    make_admin,
+    make_producer,
+)
+from services.common.metrics import BusMetrics, serve_metrics
+from services.common.registry_client import make_registry_client
+from services.common.serde import AvroCodec
+from services.common.settings import Settings, load_settings
+from services.router.routing import STAGE, RawMessage, Router
+
+log = logging.getLogger("govbus.router")
+FATAL_EXIT = 70  # crash-only: die before any offset of an undelivered batch is committed
+
+
+class BatchForwarder:
+    """Routes a batch, produces every output, and waits until Kafka acknowledged them all."""
+
+    def __init__(self, router: Router, producer: Producer, metrics: BusMetrics) -> None:
+        self._router = router
+        self._producer = producer
+        self._metrics = metrics
+        self._errors: list[KafkaError] = []
+
+    def _on_delivery(self, err: KafkaError | None, _msg) -> None:
+        if err is not None:
+            self._errors.append(err)
+
+    def forward(self, batch: list[RawMessage], today: dt.date) -> None:
+        m = self._metrics
+        for msg in batch:
+            resource = self._router.resource_of(msg.topic)
+            m.events_in.labels(STAGE, resource).inc()
+            result = self._router.route(msg, today)
+            if isinstance(result, DeadLetter):
+                produce_dead_letter(self._producer, result, self._on_delivery)
+                m.dead_letters.labels(STAGE, result.reason).inc()
+                continue
+            for out in result:
+                self._produce(out.plan.topic, out.key, out.value)
+                m.events_out.labels(out.plan.grant.consumer, out.plan.grant.resource).inc()
+                for method, count in out.plan.masked_per_record.items():
+                    m.masked_fields.labels(method).inc(count)
+
+    def _produce(self, topic: str, key: bytes, value: bytes) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value, key, on_delivery=self._on_delivery)
+                return
+            except BufferError:  # local queue full: let librdkafka drain it
+                self._producer.poll(0.05)
+
+    def wait_acknowledged(self, timeout_s: float = 60.0) -> None:
+        remaining = self._producer.flush(timeout_s)
+        if remaining or self._errors:
+            errors, self._errors = self._errors, []
+            raise RuntimeError(f"{remaining} undelivered, errors: {errors[:3]}")
+
+
+def _raw(event) -> RawMessage:
+    m = event.message
+    return RawMessage(m.topic, m.partition, m.offset, m.key, m.value)
+
+
+def build_router(
+    settings: Settings, catalog: dict[str, CatalogEntry], grants: list[Grant]
+) -> Router:
+    codec = AvroCodec(make_registry_client(settings))
+    router = Router(catalog.values(), codec)
+    secret = settings.mask_secret.get_secret_value().encode()
+    for grant in grants:
+        router.add_grant(grant, settings.schemas_dir, secret)
+    return router
+
+
+def create_app(settings: Settings, forwarder: BatchForwarder) -> faust.App:
+    app = faust.App(
+        settings.router_group,
+        broker=[f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")],
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        topic_disable_leader=True,
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        consumer_metadata_max_age_ms=5000,  # new gov.* topics are picked up within seconds
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=max(4096, settings.batch_size * 2),
+    )
+    source = app.topic(pattern=settings.source_pattern, value_serializer="raw", key_serializer="raw")
+    loop_executor = None  # the default thread pool
+
+    @app.agent(source)
+    async def route(stream):
+        loop = asyncio.get_running_loop()
+        async for events in stream.take_events(settings.batch_size, within=0.05):
+            started = time.monotonic()
+            try:
+                forwarder.forward([_raw(e) for e in events], dt.date.today())
+                await loop.run_in_executor(loop_executor, forwarder.wait_acknowledged)
+            except asyncio.CancelledError:
+                # Shutting down mid-batch: finish delivering before Faust acks the batch.
+                _finish_or_die(forwarder)
+                raise
+            except Exception:
+                log.exception("batch of %d not delivered; exiting without commit", len(events))
+                os._exit(FATAL_EXIT)
+            forwarder._metrics.latency.labels(STAGE).observe(time.monotonic() - started)
+            forwarder._metrics.batch_size.labels(STAGE).observe(len(events))
+
+    return app
+
+
+def _finish_or_die(forwarder: BatchForwarder) -> None:
+    try:
+        forwarder.wait_acknowledged(30.0)
+    except Exception:
+        log.exception("could not finish the batch on shutdown; exiting without commit")
+        os._exit(FATAL_EXIT)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s router %(levelname)s %(message)s")
+    settings = load_settings()
+    catalog = load_catalog(settings.catalog_dir, settings.schemas_dir)
+    grants = load_grants(settings.grants_dir, catalog)
+    admin = make_admin(settings)
+    ensure_topics(admin, bus_topic_specs(settings))
+    ensure_topics(admin, [delivery_topic_spec(g.topic, settings) for g in grants])
+    metrics = BusMetrics(CollectorRegistry())
+    port = serve_metrics(metrics.registry, settings.router_metrics_port)
+    router = build_router(settings, catalog, grants)
+    forwarder = BatchForwarder(router, make_producer(settings), metrics)
+    app = create_app(settings, forwarder)
+    log.info("router up: %d grants, metrics on :%d", len(grants), port)
+    faust.Worker(app, loglevel="WARNING").execute_from_commandline()

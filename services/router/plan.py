@@ -1,0 +1,127 @@
+"""Compile a grant into a delivery plan, and apply a plan to a change event. Pure functions.
+
+A plan is built once per grant: the row filter is parsed into a closure, every granted
+field gets its masking closure, and the consumer's own key and value schemas are derived.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from services.common.catalog import CatalogEntry, Grant
+from services.common.masking import MaskSpec, build_masker, consumer_key, output_type
+from services.common.rowfilter import compile_filter
+from services.common.schemas import field_types
+
+KEEP = MaskSpec(method="keep")
+Masker = Callable[[Any], Any] | None  # None: deliver the value unchanged
+
+
+@dataclass(frozen=True)
+class DeliveryPlan:
+    grant: Grant
+    topic: str
+    accepts: Callable[[Mapping[str, Any]], bool]
+    fields: tuple[tuple[str, Masker], ...]
+    key_fields: tuple[tuple[str, Masker], ...]
+    key_schema: dict[str, Any]
+    value_schema: dict[str, Any]
+    masked_per_record: Mapping[str, int]  # method -> masked fields in one delivered record
+
+
+@dataclass(frozen=True)
+class Delivery:
+    key: dict[str, Any]
+    value: dict[str, Any]
+
+
+def _always(_: Mapping[str, Any]) -> bool:
+    return True
+
+
+def compile_plan(
+    grant: Grant, entry: CatalogEntry, value_schema: dict[str, Any], master_secret: bytes
+) -> DeliveryPlan:
+    types = field_types(value_schema)
+    key = consumer_key(master_secret, grant.consumer)
+    specs = {name: grant.masking.get(name, KEEP) for name in grant.fields}
+    kept = [name for name in grant.fields if specs[name].method != "drop"]
+
+    def masker(name: str) -> Masker:
+        spec = specs[name]
+        return None if spec.method == "keep" else build_masker(spec, key)
+
+    def out_field(name: str) -> dict[str, Any]:
+        return {"name": name, "type": output_type(specs[name], types[name])}
+
+    namespace = f"govbus.deliver.{grant.consumer}.{entry.code}"
+    record_schema = {
+        "type": "record",
+        "name": "Record",
+        "namespace": namespace,
+        "fields": [out_field(n) for n in kept],
+    }
+    value_schema_out = {
+        "type": "record",
+        "name": "Delivery",
+        "namespace": namespace,
+        "doc": f"{entry.name_zh} for {grant.consumer} under grant {grant.id}",
+        "fields": [
+            {"name": "op", "type": "string"},
+            {"name": "event_id", "type": "string"},
+            {"name": "ts_ms", "type": "long"},
+            {"name": "grant_id", "type": "string"},
+            {"name": "record", "type": ["null", record_schema], "default": None},
+        ],
+    }
+    key_schema_out = {
+        "type": "record",
+        "name": "Key",
+        "namespace": namespace,
+        "fields": [out_field(k) for k in entry.key_fields],
+    }
+    masked = Counter(specs[n].method for n in kept if specs[n].method != "keep")
+    return DeliveryPlan(
+        grant=grant,
+        topic=grant.topic,
+        accepts=compile_filter(grant.row_filter, set(types)) if grant.row_filter else _always,
+        fields=tuple((n, masker(n)) for n in kept),
+        key_fields=tuple((k, masker(k)) for k in entry.key_fields),
+        key_schema=key_schema_out,
+        value_schema=value_schema_out,
+        masked_per_record=dict(masked),
+    )
+
+
+def _project(fields: tuple[tuple[str, Masker], ...], record: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: record[name] if m is None else m(record[name]) for name, m in fields}
+
+
+def plan_delivery(plan: DeliveryPlan, event: Mapping[str, Any]) -> Delivery | None:
+    """What the grant's consumer receives for one change event, or None.
+
+    A row that leaves the consumer's filter on update reaches it as a delete, so the
+    consumer's copy never keeps a row it is no longer entitled to.
+    """
+    before, after, op = event["before"], event["after"], event["op"]
+    was_visible = before is not None and plan.accepts(before)
+    is_visible = after is not None and op != "d" and plan.accepts(after)
+    if is_visible:
+        out_op, row = ("c" if op == "u" and before is not None and not was_visible else op), after
+    elif was_visible:
+        out_op, row = "d", before
+    else:
+        return None
+    return Delivery(
+        key=_project(plan.key_fields, row),
+        value={
+            "op": out_op,
+            "event_id": event["event_id"],
+            "ts_ms": event["ts_ms"],
+            "grant_id": plan.grant.id,
+            "record": _project(plan.fields, row),
+        },
+    )

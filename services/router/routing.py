@@ -1,0 +1,118 @@
+"""Route one raw change event: decode once, then plan, mask and encode it for every live grant.
+
+Nothing here touches Kafka; the outcome is either the outputs to produce or a dead letter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from services.common.catalog import CatalogEntry, Grant
+from services.common.dead_letter import DeadLetter
+from services.common.schemas import OPS, value_schema
+from services.common.serde import AvroCodec, DecodeError, EncodeError, Encoder
+from services.common.topics import key_subject, parse_source_topic, value_subject
+from services.router.plan import DeliveryPlan, compile_plan, plan_delivery
+
+STAGE = "router"
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True)
+class Output:
+    plan: DeliveryPlan
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Route:
+    plan: DeliveryPlan
+    encode_key: Encoder
+    encode_value: Encoder
+
+
+class Router:
+    """Routes for every catalog resource, compiled once from the catalog and the grants."""
+
+    def __init__(self, catalog: Iterable[CatalogEntry], codec: AvroCodec) -> None:
+        self._codec = codec
+        self._entries = {e.topic: e for e in catalog}
+        self._routes: dict[str, list[Route]] = {topic: [] for topic in self._entries}
+
+    def add_grant(self, grant: Grant, schemas_dir, master_secret: bytes) -> Route:
+        entry = next(e for e in self._entries.values() if e.resource_id == grant.resource)
+        plan = compile_plan(grant, entry, value_schema(entry, schemas_dir), master_secret)
+        route = Route(
+            plan,
+            self._codec.encoder(key_subject(plan.topic), plan.key_schema),
+            self._codec.encoder(value_subject(plan.topic), plan.value_schema),
+        )
+        self._routes[entry.topic].append(route)
+        return route
+
+    def resource_of(self, topic: str) -> str:
+        entry = self._entries.get(topic)
+        return entry.resource_id if entry else "unknown"
+
+    def route(self, msg: RawMessage, today: dt.date) -> list[Output] | DeadLetter:
+        entry = self._entries.get(msg.topic)
+        if entry is None:
+            named = parse_source_topic(msg.topic)
+            return self._dead(msg, "unknown_resource", f"no catalog entry for {named or msg.topic}")
+        try:
+            event = self._codec.decode(msg.value)
+        except DecodeError as exc:
+            return self._dead(msg, exc.reason, exc.detail)
+        problem = _envelope_problem(event, entry)
+        if problem:
+            return self._dead(msg, "invalid_envelope", problem)
+        outputs = []
+        for route in self._routes[entry.topic]:
+            if not route.plan.grant.is_live(today):
+                continue
+            try:
+                delivery = plan_delivery(route.plan, event)
+                if delivery is not None:
+                    outputs.append(
+                        Output(
+                            route.plan,
+                            route.encode_key(delivery.key),
+                            route.encode_value(delivery.value),
+                        )
+                    )
+            except KeyError as exc:
+                return self._dead(msg, "missing_field", f"record lacks field {exc}")
+            except (ValueError, EncodeError) as exc:  # MaskingError is a ValueError
+                return self._dead(msg, "masking_failed", f"grant {route.plan.grant.id}: {exc}")
+        return outputs
+
+    @staticmethod
+    def _dead(msg: RawMessage, reason: str, detail: str) -> DeadLetter:
+        return DeadLetter(
+            STAGE, reason, detail, msg.key, msg.value, msg.topic, msg.partition, msg.offset
+        )
+
+
+def _envelope_problem(event: Any, entry: CatalogEntry) -> str | None:
+    if not isinstance(event, dict) or "op" not in event or "source" not in event:
+        return "not a change-event envelope"
+    if event["op"] not in OPS:
+        return f"op {event['op']!r} is not one of {OPS}"
+    if event["source"].get("resource") != entry.code:
+        return f"source.resource {event['source'].get('resource')!r} != topic's {entry.code!r}"
+    needed = "before" if event["op"] == "d" else "after"
+    if event[needed] is None:
+        return f"op {event['op']!r} without '{needed}'"
+    return None

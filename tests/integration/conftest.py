@@ -1,0 +1,187 @@
+"""Real broker, real registry, real processes: the fixtures of the integration tests.
+
+The session starts its own Kafka (KRaft) through the project's script on a port of its own,
+or reuses the broker named in GOVBUS_TEST_KAFKA_BOOTSTRAP. Each test gets its own providers,
+consumers and consumer groups (a unique tag in their codes), so tests never see each other.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from services.catalog.registry_server import build_registry_server
+from services.catalog.registry_store import SchemaRegistryStore
+from services.common.settings import REPO_ROOT, Settings
+
+KAFKA_SH = REPO_ROOT / "deploy" / "kafka" / "kafka.sh"
+TEST_BOOTSTRAP = "localhost:19092"
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    reuse = os.environ.get("GOVBUS_TEST_KAFKA_BOOTSTRAP")
+    if reuse:
+        yield reuse
+        return
+    env = {
+        **os.environ,
+        "GOVBUS_KAFKA_BOOTSTRAP": TEST_BOOTSTRAP,
+        "GOVBUS_KAFKA_DIR": str(REPO_ROOT / ".govbus" / "test-kafka"),
+        "GOVBUS_KAFKA_WAIT_S": "90",
+    }
+    subprocess.run(["bash", str(KAFKA_SH), "reset"], env=env, check=True)
+    subprocess.run(["bash", str(KAFKA_SH), "start"], env=env, check=True)
+    try:
+        yield TEST_BOOTSTRAP
+    finally:
+        subprocess.run(["bash", str(KAFKA_SH), "stop"], env=env, check=False)
+
+
+@pytest.fixture(scope="session")
+def registry_url(tmp_path_factory) -> Iterator[str]:
+    store = SchemaRegistryStore(f"sqlite:///{tmp_path_factory.mktemp('registry') / 'r.db'}")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = build_registry_server(store, "127.0.0.1", sock.getsockname()[1])
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    wait_until(lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200, 15, "registry")
+    yield url
+    server.should_exit = True
+    thread.join(timeout=10)
+    store.close()
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+            last = exc
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} not ready after {timeout_s}s (last error: {last})")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tagged_config(tag: str, target: Path) -> None:
+    """Copy deploy/catalog and deploy/grants with every department code suffixed by the tag."""
+    src = REPO_ROOT / "deploy"
+    catalog = yaml.safe_load((src / "catalog" / "resources.yaml").read_text(encoding="utf-8"))
+    departments = yaml.safe_load((src / "catalog" / "departments.yaml").read_text("utf-8"))
+    grants = yaml.safe_load((src / "grants" / "demo.yaml").read_text(encoding="utf-8"))
+    departments["departments"] = {f"{k}_{tag}": v for k, v in departments["departments"].items()}
+    for r in catalog["resources"]:
+        r["provider"] = f"{r['provider']}_{tag}"
+    for g in grants["grants"]:
+        g["consumer"] = f"{g['consumer']}_{tag}"
+        provider, code = g["resource"].split(".")
+        g["resource"] = f"{provider}_{tag}.{code}"
+    (target / "catalog").mkdir(parents=True)
+    (target / "grants").mkdir(parents=True)
+    dump = lambda d: yaml.safe_dump(d, allow_unicode=True, sort_keys=False)  # noqa: E731
+    (target / "catalog" / "resources.yaml").write_text(dump(catalog), encoding="utf-8")
+    (target / "catalog" / "departments.yaml").write_text(dump(departments), encoding="utf-8")
+    (target / "grants" / "demo.yaml").write_text(dump(grants), encoding="utf-8")
+
+
+@dataclass
+class Bus:
+    """One test's own bus: settings, environment for child processes, and those processes."""
+
+    tag: str
+    settings: Settings
+    env: dict[str, str]
+    log_dir: Path
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def start(self, name: str) -> subprocess.Popen:
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", name],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs[name] = proc
+        port = {"router": self.settings.router_metrics_port, "sink": self.settings.sink_metrics_port}
+        url = f"http://127.0.0.1:{port[name]}/metrics"
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited {proc.returncode}: {self.log(name)[-3000:]}")
+            return httpx.get(url, timeout=1).status_code == 200
+
+        wait_until(up, 60, name)
+        return proc
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(name)
+        os.killpg(proc.pid, sig)
+        proc.wait(30)
+
+    def log(self, name: str) -> str:
+        return (self.log_dir / f"{name}.log").read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            proc = self.procs.pop(name)
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+
+
+@pytest.fixture
+def bus(kafka_bootstrap: str, registry_url: str, tmp_path: Path) -> Iterator[Bus]:
+    tag = uuid.uuid4().hex[:8]
+    _tagged_config(tag, tmp_path / "config")
+    values = {
+        "kafka_bootstrap": kafka_bootstrap,
+        "registry_url": registry_url,
+        "data_dir": str(tmp_path / "data"),
+        "catalog_dir": str(tmp_path / "config" / "catalog"),
+        "grants_dir": str(tmp_path / "config" / "grants"),
+        "source_pattern": rf"^gov\.[a-z]+_{tag}\..+",
+        "router_group": f"router-{tag}",
+        "sink_group": f"sink-{tag}",
+        "router_metrics_port": str(free_port()),
+        "sink_metrics_port": str(free_port()),
+        "batch_size": "200",
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVBUS_")}
+    env.update({f"GOVBUS_{k.upper()}": v for k, v in values.items()})
+    settings = Settings(**values)
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    bus = Bus(tag, settings, env, log_dir)
+    yield bus
+    bus.stop_all()
+    shutil.rmtree(tmp_path / "data", ignore_errors=True)

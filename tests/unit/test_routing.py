@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import datetime as dt
+import struct
+
+from services.common.dead_letter import DeadLetter
+from services.common.schemas import envelope_schema, source_schema, value_schema
+from services.common.topics import value_subject
+from services.router.routing import RawMessage, Router
+from tests.unit.fixtures import RESIDENTS, SCHEMAS, catalog, codec, envelope, grants, resident
+
+TODAY = dt.date(2026, 11, 26)
+TOPIC = "gov.psb.resident_population"
+
+
+def make_router():
+    c = codec()
+    router = Router(catalog().values(), c)
+    for g in grants():
+        router.add_grant(g, SCHEMAS, b"unit-test-master-secret")
+    entry = catalog()[RESIDENTS]
+    encode = c.encoder(
+        value_subject(TOPIC), envelope_schema(value_schema(entry, SCHEMAS), source_schema(SCHEMAS))
+    )
+    return router, c, encode
+
+
+def msg(value, topic=TOPIC, offset=5):
+    return RawMessage(topic, 1, offset, b"k", value)
+
+
+def test_one_event_fans_out_to_each_live_grant():
+    router, c, encode = make_router()
+    outputs = router.route(msg(encode(envelope("c", after=resident()))), TODAY)
+    # Born 1986 in Hefei: civil affairs gets it, education (born after 2012 only) does not.
+    assert [o.plan.topic for o in outputs] == ["deliver.mca.resident_population"]
+    child = resident(birth_date="2015-03-02")
+    outputs = router.route(msg(encode(envelope("c", after=child))), TODAY)
+    assert sorted(o.plan.topic for o in outputs) == [
+        "deliver.edu.resident_population",
+        "deliver.mca.resident_population",
+    ]
+    for out in outputs:
+        value = c.decode(out.value)
+        assert value["record"]["id_number"] != resident()["id_number"]
+
+
+def test_expired_grant_stops_delivering():
+    router, _, encode = make_router()
+    later = dt.date(2030, 1, 1)
+    assert router.route(msg(encode(envelope("c", after=resident()))), later) == []
+
+
+def _reason(result) -> str:
+    assert isinstance(result, DeadLetter)
+    assert (result.partition, result.offset) == (1, 5)
+    return result.reason
+
+
+def test_garbage_bytes_are_dead_lettered_with_where_they_came_from():
+    router, _, _ = make_router()
+    result = router.route(msg(b"\x00garbage"), TODAY)
+    assert _reason(result) in ("unknown_schema_id", "malformed_avro")
+    letter = router.route(msg(b"plain text"), TODAY)
+    assert _reason(letter) == "not_avro"
+    headers = dict(letter.headers())
+    assert headers["govbus.source.topic"] == TOPIC.encode()
+    assert headers["govbus.source.offset"] == b"5"
+    assert headers["govbus.stage"] == b"router"
+
+
+def test_unknown_schema_id_is_dead_lettered():
+    router, _, _ = make_router()
+    result = router.route(msg(struct.pack(">bI", 0, 424242) + b"\x02"), TODAY)
+    assert _reason(result) == "unknown_schema_id"
+
+
+def test_unknown_resource_is_dead_lettered():
+    router, _, encode = make_router()
+    result = router.route(msg(encode(envelope("c", after=resident())), "gov.psb.nothing"), TODAY)
+    assert _reason(result) == "unknown_resource"
+
+
+def test_envelope_for_another_resource_is_dead_lettered():
+    router, _, encode = make_router()
+    wrong = envelope("c", after=resident(), resource="enterprise_registration")
+    assert _reason(router.route(msg(encode(wrong)), TODAY)) == "invalid_envelope"
+
+
+def test_truncated_avro_is_dead_lettered():
+    router, _, encode = make_router()
+    data = encode(envelope("c", after=resident()))
+    assert _reason(router.route(msg(data[:20]), TODAY)) == "malformed_avro"
