@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from confluent_kafka import KafkaException
+
 from services.common.lag import group_lag
 from services.common.settings import Settings
 from services.launcher import ProcessGroup, wait_http
@@ -20,6 +22,13 @@ def start_core(settings: Settings, group: ProcessGroup) -> None:
     wait_http(f"http://localhost:{settings.sink_metrics_port}/metrics", 60, group)
 
 
+def _lag(settings: Settings, group: str) -> int | str:
+    try:
+        return group_lag(settings, group, settings.source_pattern)
+    except KafkaException:  # coordinator moving or loading: show it as unknown this round
+        return "?"
+
+
 def run_bus(settings: Settings, rate: float, interval_s: float = 2.0) -> None:
     group = ProcessGroup(settings.data_dir / "logs")
     try:
@@ -33,8 +42,8 @@ def run_bus(settings: Settings, rate: float, interval_s: float = 2.0) -> None:
             group.check_alive()
             now = time.monotonic()
             lags = {
-                "router": group_lag(settings, settings.router_group, settings.source_pattern),
-                "sink": group_lag(settings, settings.sink_group, settings.source_pattern),
+                name: _lag(settings, group)
+                for name, group in (("router", settings.router_group), ("sink", settings.sink_group))
             }
             line, previous = progress_line(
                 scrape_totals(f"http://localhost:{settings.ingest_metrics_port}/metrics"),

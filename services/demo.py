@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 from prometheus_client import CollectorRegistry
 from rich.console import Console
 from rich.table import Table
@@ -102,7 +102,11 @@ def wait_drained(settings: Settings, timeout_s: float, group: ProcessGroup) -> N
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         group.check_alive()
-        lags = [group_lag(settings, g, settings.source_pattern) for g in (settings.router_group, settings.sink_group)]
+        try:
+            groups = (settings.router_group, settings.sink_group)
+            lags = [group_lag(settings, g, settings.source_pattern) for g in groups]
+        except KafkaException:  # group coordinator still loading: ask again
+            lags = [-1]
         if not any(lags):
             return
         time.sleep(0.5)

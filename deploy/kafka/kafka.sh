@@ -22,6 +22,9 @@ LOG4J_CONF="$HERE/log4j2.properties"
 BOOTSTRAP="${GOVBUS_KAFKA_BOOTSTRAP:-localhost:9092}"
 DATA="${GOVBUS_KAFKA_DIR:-$REPO/.govbus/kafka}"
 LIBS="${GOVBUS_KAFKA_LIBS:-$REPO/.govbus/kafka/libs}"
+# Absolute, so server.properties and the pid checks do not depend on the caller's cwd.
+DATA="$(realpath -m "$DATA")"
+LIBS="$(realpath -m "$LIBS")"
 WAIT_S="${GOVBUS_KAFKA_WAIT_S:-60}"
 HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xmx1G -Xms256m}"
 
@@ -42,7 +45,7 @@ CLUSTER_ID_FILE="$DATA/cluster.id"
 STAMP="$LIBS/.govbus-stamp"
 
 read -r -a HEAP <<<"$HEAP_OPTS"
-# The JVM flags of Kafka's own kafka-run-class.sh, minus JMX and GC logging.
+# Kafka's own kafka-run-class.sh JVM flags (minus JMX and GC logging); die on OOM rather than limp.
 JAVA=(java "${HEAP[@]}" -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20
   -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent
   -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true)
@@ -261,11 +264,12 @@ cmd_start() {
   format_storage
   log "starting Kafka $KAFKA_VERSION at $BOOTSTRAP (data $DATA)"
   # Own session/process group so stop can signal the whole tree, and so the
-  # broker outlives this shell. The inner shell records its pid, then execs java.
+  # broker outlives this shell. The inner shell records its pid, moves to the
+  # data dir (where a JVM crash file would land), then execs java.
   local launcher=()
   command -v setsid >/dev/null 2>&1 && launcher=(setsid)
   # shellcheck disable=SC2016  # $$ and $@ belong to the inner shell
-  nohup "${launcher[@]}" bash -c 'echo $$ >"$0"; exec "$@"' "$PIDFILE" \
+  nohup "${launcher[@]}" bash -c 'echo $$ >"$0"; cd "${0%/*}"; exec "$@"' "$PIDFILE" \
     "${JAVA[@]}" -Dlog4j2.configurationFile="$LOG4J_CONF" -Dkafka.logs.dir="$LOG_DIR" \
     -cp "$LIBS/*" kafka.Kafka "$PROPS" >"$OUTFILE" 2>&1 </dev/null &
   local deadline=$((SECONDS + 10))

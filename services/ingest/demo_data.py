@@ -7,6 +7,12 @@ record that exists, with `before` equal to that record's current state, and the 
 an enrolment's person is a generated resident, its employer a generated enterprise, a legal
 representative is (mostly) a generated resident.
 
+Mix: about 50% residents, 25% enterprises, 25% enrolments; 65% creates, 27% updates, 8%
+deletes, after a warm-up of mostly creates (the first ~300 changes). Updates are what registers
+see (moves, new phones, 户口 transfers, capital increases, 吊销/注销, base raises, suspensions);
+deletes purge closed records (注销, 终止参保) and, for residents, mostly the elderly. A deleted
+resident or enterprise now and then comes back as a create with the same key.
+
 Invalid records: with probability `invalid_rate` a *create* carries a bad check character in an
 identifier (resident ID, or unified social credit code), the rest of the record staying well
 formed for its schema. Ingest must reject such a record to the dead-letter topic, so the feed
@@ -43,12 +49,15 @@ DEFAULT_START_MS = int(datetime.datetime(2024, 6, 3, 9, 0, tzinfo=_CST).timestam
 
 _ID_CHECK_CHARS = "0123456789X"
 _CREDIT_CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_CREDIT_PAIRS = [a + b for a in _CREDIT_CHARSET for b in _CREDIT_CHARSET]
 _ORG_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
+_ORG_VALUE = {c: int(c, 36) for c in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"}  # A=10 ... Z=35
 _VILLAGE_SUFFIXES = "庄集圩岗湾店楼塘营桥郢"
 _CREDIT_CODES_SINCE = datetime.date(2015, 10, 1)  # new registrations get "MA" org codes
 _EMPLOYEE_INSURANCE_SINCE = datetime.date(1998, 1, 1)
 _RESIDENT_PENSION_SINCE = datetime.date(2009, 10, 1)
 _ENTERPRISES_SINCE = datetime.date(1993, 1, 1)
+_FINAL_STATUSES = ("注销", "终止参保")
 
 T = TypeVar("T")
 
@@ -67,7 +76,9 @@ class Change:
 
 def org_code_check_char(body: str) -> str:
     """Check character of an organisation code (GB 11714) from its 8-character body."""
-    total = sum(int(c, 36) * w for c, w in zip(body, _ORG_WEIGHTS, strict=True))
+    if len(body) != 8 or any(c not in _ORG_VALUE for c in body):
+        raise ValueError("organisation code body must be 8 digits or capital letters")
+    total = sum(_ORG_VALUE[c] * w for c, w in zip(body, _ORG_WEIGHTS, strict=True))
     check = 11 - total % 11
     return "X" if check == 10 else "0" if check == 11 else str(check)
 
@@ -88,34 +99,54 @@ class _Picker(Generic[T]):
         return self._table[int(u * self._n)]
 
 
-class _Live:
-    """Live records of one resource: O(1) add, remove and uniform random pick of a key."""
+class _Bag:
+    """A set of keys with O(1) add, remove and uniform random pick (a set cannot pick)."""
 
-    __slots__ = ("index", "keys", "records")
+    __slots__ = ("index", "keys")
 
     def __init__(self) -> None:
         self.keys: list[str] = []
         self.index: dict[str, int] = {}
-        self.records: dict[str, dict[str, Any]] = {}
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    def add(self, key: str, record: dict[str, Any]) -> None:
+    def __contains__(self, key: object) -> bool:
+        return key in self.index
+
+    def add(self, key: str) -> None:
         self.index[key] = len(self.keys)
         self.keys.append(key)
-        self.records[key] = record
 
-    def remove(self, key: str) -> dict[str, Any]:
-        i = self.index.pop(key)
+    def discard(self, key: str) -> None:
+        i = self.index.pop(key, None)
+        if i is None:
+            return
         last = self.keys.pop()
         if last != key:  # swap the last key into the hole
             self.keys[i] = last
             self.index[last] = i
-        return self.records.pop(key)
 
     def pick(self, u: float) -> str:
         return self.keys[int(u * len(self.keys))]
+
+
+class _Live(_Bag):
+    """Live records of one resource, by key."""
+
+    __slots__ = ("records",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: dict[str, dict[str, Any]] = {}
+
+    def add_record(self, key: str, record: dict[str, Any]) -> None:
+        self.add(key)
+        self.records[key] = record
+
+    def remove(self, key: str) -> dict[str, Any]:
+        self.discard(key)
+        return self.records.pop(key)
 
 
 def _minus_years(day: datetime.date, years: int) -> datetime.date:
@@ -128,8 +159,8 @@ def _minus_years(day: datetime.date, years: int) -> datetime.date:
 class DemoFeed:
     """Deterministic stream of realistic provider changes (see the module docstring).
 
-    `max_live` bounds the live records kept per resource (memory of a long demo): at the bound,
-    creates become as rare as deletes and most changes are updates.
+    `max_live` softly bounds the live records kept per resource (memory of a long demo): at the
+    bound a create becomes an update, so creates only refill what deletes free.
     """
 
     def __init__(
@@ -158,6 +189,8 @@ class DemoFeed:
         # id_number -> {insurance type: enrolment_id} of the person's non-terminated enrolments,
         # so a person gets each insurance at most once and never both kinds of pension.
         self._insured: dict[str, dict[str, str]] = {}
+        # Keys of records in their final state (注销, 终止参保): what registers purge first.
+        self._closed = {ENTERPRISES: _Bag(), ENROLMENTS: _Bag()}
         self._deleted: dict[str, deque[dict[str, Any]]] = {
             RESIDENTS: deque(maxlen=256),
             ENTERPRISES: deque(maxlen=256),
@@ -176,7 +209,12 @@ class DemoFeed:
         self._age_band_pick = _Picker(range(len(v.AGE_BAND_WEIGHTS)), v.AGE_BAND_WEIGHTS)
         self._etype_pick = _Picker(v.ENTERPRISE_TYPES, [t[1] for t in v.ENTERPRISE_TYPES])
         self._industry_pick = _Picker(v.INDUSTRIES, [i.weight for i in v.INDUSTRIES])
-        self._l72 = next(i for i in v.INDUSTRIES if i.code == "L72")
+        self._industries = {i.code: i for i in v.INDUSTRIES}
+        self._l72 = self._industries["L72"]
+        self._coop_trades: dict[str, tuple[str, ...]] = {}
+        for trade, code in v.COOP_TRADES:
+            self._coop_trades[code] = (*self._coop_trades.get(code, ()), trade)
+        self._form_of_type = {t[0]: t[3] for t in v.ENTERPRISE_TYPES}
         self._creators: dict[str, Callable[[bool], dict[str, Any] | None]] = {
             RESIDENTS: self._create_resident,
             ENTERPRISES: self._create_enterprise,
@@ -195,19 +233,23 @@ class DemoFeed:
         self._now_ms += 20 + int(rng.random() * 1480)
         u = rng.random()
         resource = RESIDENTS if u < 0.5 else ENTERPRISES if u < 0.75 else ENROLMENTS
+        if len(self._live[RESIDENTS]) < 50:  # legal reps and insured persons come from here
+            resource = RESIDENTS
         n = len(self._live[resource])
         if n < 30:
             p_create, p_update = 1.0, 0.0
         elif n < 200:  # warm-up: build a population before changing it
             p_create, p_update = 0.9, 0.08
-        elif n >= self._max_live:
-            p_create, p_update = 0.08, 0.84
         else:
             p_create, p_update = 0.65, 0.27
         u = rng.random()
         change = None
-        if u >= p_create:
-            change = self._update(resource) if u < p_create + p_update else self._delete(resource)
+        if u >= p_create + p_update:
+            change = self._delete(resource)
+        if (u >= p_create or n >= self._max_live) and change is None:
+            change = self._update(resource)  # at the bound, creates wait for deletes
+        if n >= self._max_live and change is None:
+            change = self._delete(resource)
         return change or self._create(resource)
 
     def changes(self, n: int) -> Iterator[Change]:
@@ -254,7 +296,7 @@ class DemoFeed:
                 self._regions[record["region_code"]], record["household_type"] == "农村"
             )
         record["updated_at"] = self._now_ms
-        self._live[resource].add(record[KEY_FIELD[resource]], record)
+        self._live[resource].add_record(record[KEY_FIELD[resource]], record)
         return record
 
     def _update(self, resource: str) -> Change | None:
@@ -267,6 +309,8 @@ class DemoFeed:
             if self._updaters[resource](after):
                 after["updated_at"] = self._now_ms
                 live.records[key] = after
+                if after.get("status") in _FINAL_STATUSES:
+                    self._closed[resource].add(key)
                 return self._emit(resource, "u", before, dict(after))
         return None  # only final-state records drawn (注销, 终止参保): create instead
 
@@ -275,17 +319,23 @@ class DemoFeed:
         rng = self._rng
         if not live:
             return None
-        keys = [live.pick(rng.random()) for _ in range(3)]
         if resource == RESIDENTS:
-            # Deregistration is mostly death: prefer the oldest of the draw.
+            # Deregistration is mostly death: the oldest of a few drawn.
+            keys = [live.pick(rng.random()) for _ in range(3)]
             key = min(keys, key=lambda k: live.records[k]["birth_date"])
-        elif resource == ENTERPRISES:
-            # Registers purge deregistered and revoked enterprises first.
-            rank = {"注销": 0, "吊销": 1}
-            key = min(keys, key=lambda k: rank.get(live.records[k]["status"], 2))
         else:
-            key = next((k for k in keys if live.records[k]["status"] == "终止参保"), keys[0])
-            self._uninsure(live.records[key])
+            closed = self._closed[resource]
+            # Registers purge closed records; now and then an erroneous one is withdrawn.
+            if closed and rng.random() < 0.9:
+                key = closed.pick(rng.random())
+                closed.discard(key)
+            elif rng.random() < 0.2:
+                key = live.pick(rng.random())
+                closed.discard(key)
+            else:
+                return None  # nothing to purge: the change becomes an update
+            if resource == ENROLMENTS:
+                self._uninsure(live.records[key])
         before = live.remove(key)
         if resource in self._deleted:
             self._deleted[resource].append(before)
@@ -385,7 +435,7 @@ class DemoFeed:
         if invalid:
             record["id_number"] = self._corrupt(id_number, _ID_CHECK_CHARS)
         else:
-            self._live[RESIDENTS].add(id_number, record)
+            self._live[RESIDENTS].add_record(id_number, record)
         return record
 
     def _update_resident(self, rec: dict[str, Any]) -> bool:
@@ -437,11 +487,16 @@ class DemoFeed:
 
     def _org_code(self, established: datetime.date) -> str:
         rng = self._rng
-        if established >= _CREDIT_CODES_SINCE:
-            tail = "".join(_CREDIT_CHARSET[int(rng.random() * 31)] for _ in range(5))
-            body = "MA2" + tail  # Anhui's post-2015 series
+        if established >= _CREDIT_CODES_SINCE:  # Anhui's post-2015 "MA2" series
+            pairs = _CREDIT_PAIRS
+            body = (
+                "MA2"
+                + pairs[int(rng.random() * len(pairs))]
+                + pairs[int(rng.random() * len(pairs))]
+                + _CREDIT_CHARSET[int(rng.random() * 31)]
+            )
         else:
-            body = "".join("0123456789"[int(rng.random() * 10)] for _ in range(8))
+            body = f"{int(rng.random() * 100_000_000):08d}"
         return body + org_code_check_char(body)
 
     def _enterprise_name(self, form: str, region: v.Region, industry: v.Industry) -> str:
@@ -476,7 +531,8 @@ class DemoFeed:
         u = rng.random()
         if u < 0.4:
             floor = 1 + int(rng.random() * 28)
-            return f"{address}{1 + int(rng.random() * 12)}栋{floor}层{floor}{rng.randint(1, 20):02d}室"
+            room = f"{floor}{1 + int(rng.random() * 20):02d}"
+            return f"{address}{1 + int(rng.random() * 12)}栋{floor}层{room}室"
         if u < 0.6:
             return f"{address}{1 + int(rng.random() * 6)}号楼"
         return address
@@ -525,7 +581,7 @@ class DemoFeed:
             record["credit_code"] = self._corrupt(code, _CREDIT_CHARSET)
         else:
             self._used_credit_codes.add(code)
-            self._live[ENTERPRISES].add(code, record)
+            self._live[ENTERPRISES].add_record(code, record)
         return record
 
     def _update_enterprise(self, rec: dict[str, Any]) -> bool:
@@ -534,11 +590,11 @@ class DemoFeed:
         if status == "注销":
             return False
         u = rng.random()
-        if status == "吊销" or u < 0.08:
+        if status == "吊销" or u < 0.15:
             rec["status"] = "注销"
-        elif u < 0.14:  # licence revoked, typically for missing annual reports
+        elif u < 0.23:  # licence revoked, typically for missing annual reports
             rec["status"] = "吊销"
-        elif u < 0.4:
+        elif u < 0.45:
             region = self._regions[rec["region_code"]]
             if rng.random() < 0.2:  # moved to another county; the credit code stays
                 region = self._region_pick.pick(rng.random())
@@ -552,16 +608,20 @@ class DemoFeed:
             if id_number == rec["legal_rep_id_number"]:
                 return False
             rec["legal_rep_name"], rec["legal_rep_id_number"] = name, id_number
-        else:  # renamed: a new trade name
-            old = rec["name"]
-            brand = v.BRANDS[int(rng.random() * len(v.BRANDS))]
-            for other in v.BRANDS:
-                if other in old and other != brand:
-                    rec["name"] = old.replace(other, brand, 1)
-                    break
-            if rec["name"] == old:
+        else:  # renamed
+            form = self._form_of_type[rec["enterprise_type"]]
+            region = self._regions[rec["region_code"]]
+            industry = self._industry_of(form, rec["industry_code"])
+            name = self._enterprise_name(form, region, industry)
+            if name == rec["name"]:
                 return False
+            rec["name"] = name
         return True
+
+    def _industry_of(self, form: str, code: str) -> v.Industry:
+        if form == "coop":
+            return v.Industry(code, 1, self._coop_trades[code])
+        return self._industries[code]
 
     # ---------------------------------------------------------------- enrolments
 
@@ -620,13 +680,14 @@ class DemoFeed:
                     base = self._monthly_base()
                     earliest = max(
                         _EMPLOYEE_INSURANCE_SINCE,
-                        self._date_at_age(birth, 18),
+                        self._date_at_age(birth, 16),  # the legal working age
                         datetime.date.fromisoformat(emp["established_date"]),
                     )
-            if start is None:
-                span = max((self._today - earliest).days, 0)
-                start = (earliest + datetime.timedelta(days=int(span * rng.random() ** 0.6)))
-                start = start.isoformat()
+            if start is None:  # skewed recent: enrolments follow the job market
+                earliest = min(earliest, self._today)
+                span = (self._today - earliest).days
+                day = earliest + datetime.timedelta(days=int(span * rng.random() ** 0.6))
+                start = day.isoformat()
             self._enrolment_serial += 1 + int(rng.random() * 37)
             enrolment_id = f"AH{region_code[:4]}{self._enrolment_serial:010d}"
             record = {
@@ -644,7 +705,7 @@ class DemoFeed:
             if invalid:
                 record["id_number"] = self._corrupt(person_id, _ID_CHECK_CHARS)
             else:
-                enrolments.add(enrolment_id, record)
+                enrolments.add_record(enrolment_id, record)
                 self._insured.setdefault(person_id, {})[itype] = enrolment_id
             return record
         return None
@@ -668,11 +729,10 @@ class DemoFeed:
             return False
         if status == "暂停缴费":
             rec["status"] = "参保缴费" if u < 0.6 else "终止参保"
-        elif u < 0.55 and rec["employer_credit_code"] is not None:  # yearly base adjustment
+        elif u < 0.55 and rec["employer_credit_code"] is not None and rec["monthly_base"] < 3e4:
+            # the yearly base adjustment, capped at the contribution ceiling
             raised = rec["monthly_base"] * (1.02 + rng.random() * 0.1)
             rec["monthly_base"] = round(min(raised, 30000.0), 2)
-            if rec["monthly_base"] == 30000.0 and raised > 30000.0:
-                rec["status"] = "暂停缴费"  # at the ceiling already: a suspension instead
         elif u < 0.8:
             rec["status"] = "暂停缴费"
         else:  # left the job (or the province)

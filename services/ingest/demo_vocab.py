@@ -9,6 +9,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
 class Region(NamedTuple):
     code: str  # GB/T 2260 county-level code
     city: str  # prefecture-level city, short form (合肥)
@@ -54,8 +58,8 @@ REGIONS: tuple[Region, ...] = (
            ("马鞍山路", "徽州大道", "包河大道", "宁国路", "望江东路", "屯溪路", "紫云路")),
     Region("340121", "合肥", "长丰县", 3, 0.6, ("水湖镇", "庄墓镇", "杨庙镇", "吴山镇", "岗集镇"),
            COUNTY_STREETS, "水湖镇"),
-    Region("340122", "合肥", "肥东县", 4, 0.55, ("店埠镇", "撮镇镇", "梁园镇", "长临河镇", "包公镇"),
-           COUNTY_STREETS, "店埠镇"),
+    Region("340122", "合肥", "肥东县", 4, 0.55,
+           ("店埠镇", "撮镇镇", "梁园镇", "长临河镇", "包公镇"), COUNTY_STREETS, "店埠镇"),
     Region("340123", "合肥", "肥西县", 4, 0.5, ("上派镇", "三河镇", "桃花镇", "紫蓬镇", "官亭镇"),
            COUNTY_STREETS, "上派镇"),
     Region("340124", "合肥", "庐江县", 3, 0.6, ("庐城镇", "汤池镇", "白湖镇", "同大镇", "冶父山镇"),
@@ -122,12 +126,10 @@ MALE_CHARS = "伟强磊军勇杰涛斌超明刚平辉鹏华飞鑫波宇浩凯健
 FEMALE_CHARS = "芳娜敏静丽艳娟霞秀英慧玲婷燕红琳雪倩颖梅洁兰萍丹玉蓉莉晶佳欣怡琪悦璐薇瑶蕾琴凤云"
 MALE_FIRST = "志建国永俊家文明海子浩宇晓天立德振承思一泽成"
 FEMALE_FIRST = "秀丽晓雅欣美佳婉梦思雨诗紫月心一静慧春"
-MALE_OLD = ("建国", "国强", "德明", "志刚", "振华", "国庆", "建军", "卫东", "长生", "福生", "国富")
-FEMALE_OLD = ("秀英", "桂英", "秀兰", "玉兰", "淑珍", "桂兰", "凤英", "玉珍", "秀珍", "翠兰", "金花")
-MALE_YOUNG = ("子轩", "浩宇", "宇轩", "梓豪", "子墨", "俊熙", "皓轩", "沐辰", "一鸣", "宇航", "博文",
-              "浩然", "奕辰", "锦程", "梓睿")  # fmt: skip
-FEMALE_YOUNG = ("梓涵", "一诺", "欣怡", "诗涵", "梓萱", "雨桐", "若汐", "思彤", "依诺", "可馨",
-                "语嫣", "沐晴", "欣妍", "子涵", "艺涵")  # fmt: skip
+MALE_OLD = _words("建国 国强 德明 志刚 振华 国庆 建军 卫东 长生 福生 国富")
+FEMALE_OLD = _words("秀英 桂英 秀兰 玉兰 淑珍 桂兰 凤英 玉珍 秀珍 翠兰 金花")
+MALE_YOUNG = _words("子轩 浩宇 宇轩 梓豪 子墨 俊熙 皓轩 沐辰 一鸣 宇航 博文 浩然 奕辰 锦程 梓睿")
+FEMALE_YOUNG = _words("梓涵 一诺 欣怡 诗涵 梓萱 雨桐 若汐 思彤 依诺 可馨 语嫣 沐晴 欣妍 子涵 艺涵")
 
 # Anhui is almost entirely Han; the minorities present are weighted up a little so a demo of a
 # few thousand records shows them.
@@ -136,9 +138,9 @@ ETHNICITIES: tuple[tuple[str, float], ...] = (
     ("蒙古族", 0.2), ("土家族", 0.2), ("彝族", 0.1),
 )  # fmt: skip
 
-MOBILE_PREFIXES = tuple(
+MOBILE_PREFIXES = _words(
     "130 131 132 133 134 135 136 137 138 139 150 151 152 153 155 156 157 158 159 "
-    "180 181 182 183 184 185 186 187 188 189 191 193 195 196 197 198 199".split()
+    "180 181 182 183 184 185 186 187 188 189 191 193 195 196 197 198 199"
 )
 
 # Age pyramid of Anhui, roughly: weight per five-year band from age 0 (2020 census shape).
@@ -146,11 +148,11 @@ AGE_BAND_WEIGHTS = (4.6, 6.2, 6.4, 5.6, 4.9, 5.6, 7.3, 7.6, 6.6, 6.4, 8.4, 8.6, 
                     2.2, 1.3, 0.5, 0.1)  # fmt: skip
 
 # Enterprise trade names (字号).
-BRANDS = tuple(
+BRANDS = _words(
     "华信 江淮 徽商 鑫源 恒达 瑞丰 皖通 宏图 博睿 天润 金鼎 明德 安宏 新亚 永丰 晨光 合力 汇智 "
     "启明 聚力 众诚 智远 德润 嘉禾 盛世 九华 天柱 锦程 卓越 凯瑞 弘毅 睿思 华阳 东升 兴业 长信 "
     "泰和 昊天 鼎盛 鸿运 利民 惠民 绿源 青松 蓝天 诚信 和顺 万通 中联 远航 星辰 云帆 科讯 数联 "
-    "智云 宸宇 皖江 淮润 徽韵 新安 庐州 梦溪 巢湖 琅琊 同创 易达 沃丰 金桥 万家 福润 佳禾".split()
+    "智云 宸宇 皖江 淮润 徽韵 新安 庐州 梦溪 巢湖 琅琊 同创 易达 沃丰 金桥 万家 福润 佳禾"
 )
 
 

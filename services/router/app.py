@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import logging
 import os
+import re
 import time
 
 import faust
@@ -25,6 +26,7 @@ from services.common.kafka_clients import (
     ensure_topics,
     make_admin,
     make_producer,
+    source_topic_spec,
 )
 from services.common.metrics import BusMetrics, serve_metrics
 from services.common.registry_client import make_registry_client
@@ -96,7 +98,14 @@ def build_router(
     return router
 
 
-def create_app(settings: Settings, forwarder: BatchForwarder) -> faust.App:
+def source_topics(settings: Settings) -> list[str]:
+    """Every existing topic the router follows: the catalog's, and stray gov.* ones to reject."""
+    pattern = re.compile(settings.source_pattern)
+    names = make_admin(settings).list_topics(timeout=30).topics
+    return sorted(n for n in names if pattern.match(n))
+
+
+def create_app(settings: Settings, forwarder: BatchForwarder, topics: list[str]) -> faust.App:
     app = faust.App(
         settings.router_group,
         broker=[f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")],
@@ -106,11 +115,12 @@ def create_app(settings: Settings, forwarder: BatchForwarder) -> faust.App:
         topic_disable_leader=True,
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
-        consumer_metadata_max_age_ms=5000,  # new gov.* topics are picked up within seconds
         broker_commit_interval=1.0,
         stream_buffer_maxsize=max(4096, settings.batch_size * 2),
     )
-    source = app.topic(pattern=settings.source_pattern, value_serializer="raw", key_serializer="raw")
+    # Faust's aiokafka driver cannot subscribe by pattern, so the router subscribes to the
+    # matching topics that exist at start-up (the catalog's are created before).
+    source = app.topic(*topics, value_serializer="raw", key_serializer="raw")
     loop_executor = None  # the default thread pool
 
     @app.agent(source)
@@ -149,11 +159,13 @@ def main() -> None:
     grants = load_grants(settings.grants_dir, catalog)
     admin = make_admin(settings)
     ensure_topics(admin, bus_topic_specs(settings))
+    ensure_topics(admin, [source_topic_spec(e.topic, settings) for e in catalog.values()])
     ensure_topics(admin, [delivery_topic_spec(g.topic, settings) for g in grants])
     metrics = BusMetrics(CollectorRegistry())
     port = serve_metrics(metrics.registry, settings.router_metrics_port)
     router = build_router(settings, catalog, grants)
     forwarder = BatchForwarder(router, make_producer(settings), metrics)
-    app = create_app(settings, forwarder)
-    log.info("router up: %d grants, metrics on :%d", len(grants), port)
+    topics = source_topics(settings)
+    app = create_app(settings, forwarder, topics)
+    log.info("router up: %d grants, %d topics, metrics on :%d", len(grants), len(topics), port)
     faust.Worker(app, loglevel="WARNING").execute_from_commandline()

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import Message
+from confluent_kafka import KafkaException, Message
 from prometheus_client import CollectorRegistry
 
 from services.common.config_files import live_grants, load_catalog, load_grants
@@ -88,10 +88,13 @@ def wait_drained(settings: Settings, timeout_s: float = 120.0) -> None:
     deadline = time.monotonic() + timeout_s
     lags: list[int] = []
     while time.monotonic() < deadline:
-        lags = [
-            group_lag(settings, g, settings.source_pattern)
-            for g in (settings.router_group, settings.sink_group)
-        ]
+        try:
+            lags = [
+                group_lag(settings, g, settings.source_pattern)
+                for g in (settings.router_group, settings.sink_group)
+            ]
+        except KafkaException:  # group coordinator still loading: ask again
+            lags = [-1]
         if not any(lags):
             return
         time.sleep(0.3)

@@ -78,6 +78,7 @@ def wait_drained_router(bus) -> None:
     from tests.integration.conftest import wait_until
 
     s = bus.settings
+    # wait_until retries through transient errors such as a loading group coordinator
     wait_until(lambda: group_lag(s, s.router_group, s.source_pattern) == 0, 120, "router drained")
 
 

@@ -1,0 +1,273 @@
+"""Router throughput against a plain confluent-kafka pass-through, side by side on one broker.
+
+    make bench                      # or: python benchmarks/router_throughput.py --events 100000
+
+Loads N realistic resident-population change events once, then measures, on copies of the
+same bytes in topics with the same settings:
+  passthrough  consume -> produce the same bytes -> flush -> commit (confluent-kafka loop)
+  router       the govbus router process (Faust agent, one grant per event, Avro + masking)
+  router_core  the same routing code driven by a confluent-kafka loop instead of Faust,
+               to show how much of the gap is the Faust/aiokafka transport
+Throughput is counted from the broker's timestamps of the first and last output record,
+so process start-up is not part of it. Writes benchmarks/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import yaml
+from confluent_kafka import Consumer, TopicPartition
+from prometheus_client import CollectorRegistry
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from services.catalog.registry_server import build_registry_server  # noqa: E402
+from services.catalog.registry_store import SchemaRegistryStore  # noqa: E402
+from services.common.kafka_clients import (  # noqa: E402
+    TopicSpec,
+    ensure_topics,
+    make_admin,
+    make_consumer,
+    make_producer,
+    source_topic_spec,
+)
+from services.common.metrics import BusMetrics  # noqa: E402
+from services.common.settings import Settings  # noqa: E402
+from services.common.topic_reader import end_offsets  # noqa: E402
+from services.ingest.demo_data import DemoFeed  # noqa: E402
+from services.ingest.feed import build_publisher  # noqa: E402
+from services.ingest.publisher import Change  # noqa: E402
+from services.router.app import BatchForwarder, build_router  # noqa: E402
+from services.router.routing import RawMessage  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results" / "latest.json"
+
+
+def start_registry(db: Path) -> str:
+    store = SchemaRegistryStore(f"sqlite:///{db}")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = build_registry_server(store, "127.0.0.1", sock.getsockname()[1])
+    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    import httpx
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise TimeoutError("registry did not start")
+
+
+def bench_config(tag: str, target: Path) -> None:
+    """One resource, one grant without a row filter: every event gets exactly one delivery."""
+    catalog = yaml.safe_load((REPO / "deploy/catalog/resources.yaml").read_text("utf-8"))
+    grants = yaml.safe_load((REPO / "deploy/grants/demo.yaml").read_text("utf-8"))
+    entry = next(r for r in catalog["resources"] if r["code"] == "resident_population")
+    entry["provider"] = f"psb{tag}"
+    grant = next(g for g in grants["grants"] if g["id"] == "mca-resident-population")
+    grant.update(consumer=f"mca{tag}", resource=f"psb{tag}.resident_population", row_filter=None)
+    for sub, name, data in (
+        ("catalog", "resources.yaml", {"resources": [entry]}),
+        ("grants", "bench.yaml", {"grants": [grant]}),
+    ):
+        (target / sub).mkdir(parents=True, exist_ok=True)
+        (target / sub / name).write_text(yaml.safe_dump(data, allow_unicode=True), "utf-8")
+
+
+def load_events(settings: Settings, tag: str, n: int) -> str:
+    producer = make_producer(settings)
+    publisher = build_publisher(settings, BusMetrics(CollectorRegistry()), producer)
+    sent = 0
+    for c in DemoFeed(seed=42).changes(n * 3):
+        if not c.resource.endswith("resident_population"):
+            continue
+        publisher.publish(Change(f"psb{tag}.resident_population", c.op, c.before, c.after,
+                                 c.position, c.system))
+        producer.poll(0)
+        sent += 1
+        if sent == n:
+            break
+    assert producer.flush(120) == 0
+    return f"gov.psb{tag}.resident_population"
+
+
+def copy_topic(settings: Settings, source: str, target: str) -> None:
+    """Same bytes, same topic settings: each contender reads its own copy."""
+    ensure_topics(make_admin(settings), [source_topic_spec(target, settings)])
+    consumer = make_consumer(settings, f"copy-{uuid.uuid4()}")
+    producer = make_producer(settings, **{"linger.ms": 20})
+    end = end_offsets(settings, [source])
+    todo = {tp: off for tp, off in end.items() if off > 0}
+    consumer.assign([TopicPartition(t, p, 0) for t, p in todo])
+    while todo:
+        for m in consumer.consume(1000, 1.0):
+            if m.error():
+                continue
+            producer.produce(target, m.value(), m.key(), partition=m.partition())
+            if m.offset() + 1 >= todo.get((m.topic(), m.partition()), 0):
+                todo.pop((m.topic(), m.partition()), None)
+        producer.poll(0)
+    producer.flush(120)
+    consumer.close()
+
+
+def output_rate(settings: Settings, topic: str, expected: int, timeout_s: float) -> float:
+    """Records/s between the first and last output record's broker timestamps."""
+    deadline = time.monotonic() + timeout_s
+    while sum(end_offsets(settings, [topic]).values()) < expected:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{topic}: fewer than {expected} records after {timeout_s}s")
+        time.sleep(0.5)
+    consumer = Consumer(settings.kafka_config(**{"group.id": f"ts-{uuid.uuid4()}"}))
+    ends = end_offsets(settings, [topic])
+    first, last, seen = None, None, 0
+    consumer.assign([TopicPartition(t, p, 0) for (t, p) in ends])
+    while seen < sum(ends.values()):
+        for m in consumer.consume(2000, 1.0):
+            if m.error():
+                continue
+            ts = m.timestamp()[1]
+            first = ts if first is None else min(first, ts)
+            last = ts if last is None else max(last, ts)
+            seen += 1
+    consumer.close()
+    return seen / max((last - first) / 1000.0, 0.001)
+
+
+def run_passthrough(settings: Settings, source: str, target: str, n: int) -> float:
+    ensure_topics(make_admin(settings), [source_topic_spec(target, settings)])
+    consumer = make_consumer(settings, f"pass-{uuid.uuid4()}")
+    producer = make_producer(settings)
+    consumer.subscribe([source])
+    done = 0
+    while done < n:
+        batch = consumer.consume(settings.batch_size, 1.0)
+        for m in batch:
+            if m.error():
+                continue
+            producer.produce(target, m.value(), m.key())
+            done += 1
+        if batch:
+            producer.flush()  # the same at-least-once order as the router: flush, then commit
+            consumer.commit(asynchronous=False)
+    consumer.close()
+    return output_rate(settings, target, n, 60)
+
+
+def run_router_core(settings: Settings, source: str, n: int, delivery_topic: str) -> float:
+    """The router's own routing code in a confluent-kafka loop instead of the Faust agent."""
+    from services.common.config_files import load_catalog, load_grants
+
+    catalog = load_catalog(settings.catalog_dir, settings.schemas_dir)
+    grants = load_grants(settings.grants_dir, catalog)
+    grants = [g.model_copy(update={"consumer": g.consumer + "core"}) for g in grants]
+    ensure_topics(make_admin(settings), [source_topic_spec(g.topic, settings) for g in grants])
+    router = build_router(settings, catalog, grants)
+    producer = make_producer(settings)
+    forwarder = BatchForwarder(router, producer, BusMetrics(CollectorRegistry()))
+    consumer = make_consumer(settings, f"core-{uuid.uuid4()}")
+    consumer.subscribe([source])
+    done, today = 0, dt.date.today()
+    while done < n:
+        batch = [m for m in consumer.consume(settings.batch_size, 1.0) if not m.error()]
+        if batch:
+            forwarder.forward(
+                [RawMessage(m.topic(), m.partition(), m.offset(), m.key(), m.value()) for m in batch],
+                today,
+            )
+            forwarder.wait_acknowledged()
+            consumer.commit(asynchronous=False)
+            done += len(batch)
+    consumer.close()
+    return output_rate(settings, grants[0].topic, n, 60)
+
+
+def run_router(settings: Settings, env: dict[str, str], n: int, delivery_topic: str, log: Path) -> float:
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "services.cli", "router"], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                cwd=REPO)
+    try:
+        return output_rate(settings, delivery_topic, n, 600)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    args = parser.parse_args()
+    n = args.events
+    tag = uuid.uuid4().hex[:6]
+    work = Path(tempfile.mkdtemp(prefix="govbus-bench-"))
+    try:
+        bench_config(tag, work / "config")
+        values = {
+            "kafka_bootstrap": os.environ.get("GOVBUS_KAFKA_BOOTSTRAP", "localhost:9092"),
+            "registry_url": start_registry(work / "registry.db"),
+            "data_dir": str(work / "data"),
+            "catalog_dir": str(work / "config" / "catalog"),
+            "grants_dir": str(work / "config" / "grants"),
+            "source_pattern": rf"^gov\.psb{tag}\.resident_population$",
+            "router_group": f"bench-router-{tag}",
+            "router_metrics_port": "0",
+        }
+        settings = Settings(**values)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GOVBUS_")}
+        env.update({f"GOVBUS_{k.upper()}": v for k, v in values.items()})
+        print(f"loading {n} resident-population change events ...", flush=True)
+        source = load_events(settings, tag, n)
+        copies = {name: f"{source}.{name}" for name in ("passthrough", "core")}
+        for copy in copies.values():
+            copy_topic(settings, source, copy)
+        delivery = f"deliver.mca{tag}.resident_population"
+
+        print("passthrough ...", flush=True)
+        passthrough = run_passthrough(settings, copies["passthrough"], f"bench.out.{tag}", n)
+        print("router (Faust) ...", flush=True)
+        router = run_router(settings, env, n, delivery, work / "router.log")
+        print("router core on a confluent-kafka loop ...", flush=True)
+        core = run_router_core(settings, copies["core"], n, delivery)
+        result = {
+            "events": n,
+            "router_events_per_s": round(router),
+            "passthrough_events_per_s": round(passthrough),
+            "ratio": round(router / passthrough, 3),
+            "router_core_confluent_loop_events_per_s": round(core),
+            "core_ratio": round(core / passthrough, 3),
+            "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"\npassthrough (confluent-kafka)   {passthrough:>10,.0f} events/s")
+        print(f"router (Faust agent)            {router:>10,.0f} events/s")
+        print(f"router core (confluent loop)    {core:>10,.0f} events/s")
+        print(f"ratio router / passthrough      {router / passthrough:>10.3f}")
+        print(f"ratio core / passthrough        {core / passthrough:>10.3f}")
+        print(f"written to {RESULTS.relative_to(REPO)}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
