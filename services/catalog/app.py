@@ -9,6 +9,7 @@ from services.common.settings import load_settings
 
 
 def main() -> None:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry call is noise
     logging.basicConfig(level=logging.INFO, format="%(asctime)s catalog %(levelname)s %(message)s")
     settings = load_settings()
     logging.getLogger("govbus.catalog").info(

@@ -31,7 +31,11 @@ def build_publisher(settings: Settings, metrics: BusMetrics, producer) -> Change
 
 
 def to_change(demo) -> Change:
-    return Change(demo.resource, demo.op, demo.before, demo.after, demo.position, demo.system)
+    row = demo.after or demo.before
+    return Change(
+        demo.resource, demo.op, demo.before, demo.after, demo.position, demo.system,
+        source_ts_ms=row["updated_at"],
+    )
 
 
 def run_feed(
@@ -65,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--invalid-rate", type=float, default=0.01)
     args = parser.parse_args(argv)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry call is noise
     logging.basicConfig(level=logging.INFO, format="%(asctime)s ingest %(levelname)s %(message)s")
     settings = load_settings()
     metrics = BusMetrics(CollectorRegistry())
@@ -76,6 +81,6 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
     seed = args.seed if args.seed is not None else int(time.time())
     log.info("demo feed up: seed %d, %s/s, metrics on :%d", seed, args.rate or "max", port)
-    feed = DemoFeed(seed=seed, invalid_rate=args.invalid_rate)
+    feed = DemoFeed(seed=seed, invalid_rate=args.invalid_rate, start_ms=int(time.time() * 1000))
     sent = run_feed(publisher, producer, feed, args.events, args.rate or None, lambda: bool(stopping))
     log.info("demo feed done: %d changes", sent)

@@ -153,6 +153,7 @@ def _finish_or_die(forwarder: BatchForwarder) -> None:
 
 
 def main() -> None:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry call is noise
     logging.basicConfig(level=logging.INFO, format="%(asctime)s router %(levelname)s %(message)s")
     settings = load_settings()
     catalog = load_catalog(settings.catalog_dir, settings.schemas_dir)

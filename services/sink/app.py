@@ -106,6 +106,7 @@ def build_sink(settings: Settings, metrics: BusMetrics) -> StoreSink:
 
 
 def main() -> None:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry call is noise
     logging.basicConfig(level=logging.INFO, format="%(asctime)s sink %(levelname)s %(message)s")
     settings = load_settings()
     metrics = BusMetrics(CollectorRegistry())

@@ -304,12 +304,3 @@ def test_start_ms_moves_the_clock():
     start = 1_780_000_000_000
     c = DemoFeed(seed=1, start_ms=start).next_change()
     assert start < c.after["updated_at"] < start + 2000
-
-
-def test_generation_speed():
-    feed = DemoFeed(seed=9)
-    started = time.perf_counter()
-    for _ in feed.changes(20_000):
-        pass
-    # ~20k/s wanted on one core; the bound is loose so that a busy CI machine passes.
-    assert time.perf_counter() - started < 5.0
