@@ -30,7 +30,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     from services.demo import run_demo
 
-    return run_demo(load_settings(), args.events, args.seed, Console())
+    return run_demo(load_settings(), args.events, args.seed, Console(width=120))
 
 
 def _service(name: str):

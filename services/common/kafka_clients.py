@@ -103,7 +103,13 @@ def _wait_for_topics(admin: AdminClient, names: list[str], timeout_s: float) -> 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         metadata = admin.list_topics(timeout=timeout_s).topics
-        if all(n in metadata and not metadata[n].error for n in names):
+        # Ready means every partition has a leader: fresh topics elect them a moment later.
+        if all(
+            n in metadata
+            and not metadata[n].error
+            and all(p.leader >= 0 and not p.error for p in metadata[n].partitions.values())
+            for n in names
+        ):
             return
         time.sleep(0.1)
     raise TimeoutError(f"topics not ready after {timeout_s}s: {names}")
