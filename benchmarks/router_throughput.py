@@ -39,7 +39,6 @@ sys.path.insert(0, str(REPO))
 from services.catalog.registry_server import build_registry_server  # noqa: E402
 from services.catalog.registry_store import SchemaRegistryStore  # noqa: E402
 from services.common.kafka_clients import (  # noqa: E402
-    TopicSpec,
     ensure_topics,
     make_admin,
     make_consumer,
@@ -100,8 +99,9 @@ def load_events(settings: Settings, tag: str, n: int) -> str:
     for c in DemoFeed(seed=42).changes(n * 3):
         if not c.resource.endswith("resident_population"):
             continue
-        publisher.publish(Change(f"psb{tag}.resident_population", c.op, c.before, c.after,
-                                 c.position, c.system))
+        publisher.publish(
+            Change(f"psb{tag}.resident_population", c.op, c.before, c.after, c.position, c.system)
+        )
         producer.poll(0)
         sent += 1
         if sent == n:
@@ -173,7 +173,7 @@ def run_passthrough(settings: Settings, source: str, target: str, n: int) -> flo
     return output_rate(settings, target, n, 60)
 
 
-def run_router_core(settings: Settings, source: str, n: int, delivery_topic: str) -> float:
+def run_router_core(settings: Settings, copy: str, source: str, n: int) -> float:
     """The router's own routing code in a confluent-kafka loop instead of the Faust agent."""
     from services.common.config_files import load_catalog, load_grants
 
@@ -185,13 +185,14 @@ def run_router_core(settings: Settings, source: str, n: int, delivery_topic: str
     producer = make_producer(settings)
     forwarder = BatchForwarder(router, producer, BusMetrics(CollectorRegistry()))
     consumer = make_consumer(settings, f"core-{uuid.uuid4()}")
-    consumer.subscribe([source])
+    consumer.subscribe([copy])
     done, today = 0, dt.date.today()
     while done < n:
         batch = [m for m in consumer.consume(settings.batch_size, 1.0) if not m.error()]
         if batch:
             forwarder.forward(
-                [RawMessage(m.topic(), m.partition(), m.offset(), m.key(), m.value()) for m in batch],
+                # The copy stands in for the resource's own topic.
+                [RawMessage(source, m.partition(), m.offset(), m.key(), m.value()) for m in batch],
                 today,
             )
             forwarder.wait_acknowledged()
@@ -201,11 +202,18 @@ def run_router_core(settings: Settings, source: str, n: int, delivery_topic: str
     return output_rate(settings, grants[0].topic, n, 60)
 
 
-def run_router(settings: Settings, env: dict[str, str], n: int, delivery_topic: str, log: Path) -> float:
+def run_router(
+    settings: Settings, env: dict[str, str], n: int, delivery_topic: str, log: Path
+) -> float:
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "services.cli", "router"], env=env,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                cwd=REPO)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "router"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=REPO,
+        )
     try:
         return output_rate(settings, delivery_topic, n, 600)
     finally:
@@ -247,7 +255,7 @@ def main() -> None:
         print("router (Faust) ...", flush=True)
         router = run_router(settings, env, n, delivery, work / "router.log")
         print("router core on a confluent-kafka loop ...", flush=True)
-        core = run_router_core(settings, copies["core"], n, delivery)
+        core = run_router_core(settings, copies["core"], source, n)
         result = {
             "events": n,
             "router_events_per_s": round(router),

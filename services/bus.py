@@ -43,7 +43,10 @@ def run_bus(settings: Settings, rate: float, interval_s: float = 2.0) -> None:
             now = time.monotonic()
             lags = {
                 name: _lag(settings, group)
-                for name, group in (("router", settings.router_group), ("sink", settings.sink_group))
+                for name, group in (
+                    ("router", settings.router_group),
+                    ("sink", settings.sink_group),
+                )
             }
             line, previous = progress_line(
                 scrape_totals(f"http://localhost:{settings.ingest_metrics_port}/metrics"),

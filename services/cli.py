@@ -14,7 +14,8 @@ def _check_config(_: argparse.Namespace) -> int:
     settings = load_settings()
     catalog = load_catalog(settings.catalog_dir, settings.schemas_dir)
     grants = load_grants(settings.grants_dir, catalog)
-    print(f"catalog: {len(catalog)} resources; grants: {len(grants)} ({len(live_grants(grants))} live)")
+    live = len(live_grants(grants))
+    print(f"catalog: {len(catalog)} resources; grants: {len(grants)} ({live} live)")
     return 0
 
 

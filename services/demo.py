@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from rich.console import Console
 from rich.table import Table
 
+from services.bus import start_core
 from services.common.config_files import live_grants, load_catalog, load_grants
 from services.common.dead_letter import header_map
 from services.common.idnumbers import find_resident_ids
@@ -41,7 +42,6 @@ from services.ingest.demo_data import DemoFeed
 from services.ingest.feed import build_publisher, to_change
 from services.ingest.publisher import Change
 from services.launcher import ProcessGroup
-from services.bus import start_core
 from services.router.plan import compile_plan, plan_delivery
 from services.sink.central_store import CentralStore
 
@@ -91,8 +91,13 @@ def expected_deliveries(settings: Settings, catalog, grants, ledger: Ledger) -> 
         plan = compile_plan(grant, entry, value_schema(entry, settings.schemas_dir), secret)
         ids = expected.setdefault(grant.topic, set())
         for event_id, c in ledger.published.get(grant.resource, []):
-            event = {"before": c.before, "after": c.after, "op": c.op, "event_id": event_id,
-                     "ts_ms": 0}
+            event = {
+                "before": c.before,
+                "after": c.after,
+                "op": c.op,
+                "event_id": event_id,
+                "ts_ms": 0,
+            }
             if plan_delivery(plan, event) is not None:
                 ids.add(event_id)
     return expected
@@ -166,7 +171,9 @@ def _report(console, events, took, ledger, expected, delivered, dead, leaks, sto
         ids = [e for e, _ in items]
         stored = store.stored_event_ids(resource, ids)
         if len(stored) != len(ids):
-            problems.append(f"{resource}: {len(ids) - len(stored)} changes not in the central store")
+            problems.append(
+                f"{resource}: {len(ids) - len(stored)} changes not in the central store"
+            )
         c = counts[resource]
         t.add_row(resource, str(len(ids)), str(len(stored)), str(c["live"]), str(c["history"]))
     console.print(t)

@@ -90,7 +90,7 @@ def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout_s: float =
     ]
     if not wanted:
         return
-    for name, future in admin.create_topics(wanted, request_timeout=timeout_s).items():
+    for future in admin.create_topics(wanted, request_timeout=timeout_s).values():
         try:
             future.result()
         except KafkaException as exc:

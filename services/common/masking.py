@@ -138,8 +138,8 @@ def hmac_value(value: str | bytes | int | uuid.UUID, key: bytes) -> str:
     """HMAC-SHA256 of the value under the consumer's key, as HMAC_HEX_CHARS hex characters."""
     if not key:
         raise MaskingError("hmac: empty key")
-    digest = hmac.new(key, _hmac_input(value), hashlib.sha256).hexdigest()
-    return digest[:HMAC_HEX_CHARS]
+    # hmac.digest is the one-shot C path: several times faster than hmac.new per record.
+    return hmac.digest(key, _hmac_input(value), "sha256").hex()[:HMAC_HEX_CHARS]
 
 
 def _as_date(value: Any) -> datetime.date:

@@ -10,7 +10,12 @@ import time
 from prometheus_client import CollectorRegistry
 
 from services.common.config_files import load_catalog
-from services.common.kafka_clients import ensure_topics, make_admin, make_producer, source_topic_spec
+from services.common.kafka_clients import (
+    ensure_topics,
+    make_admin,
+    make_producer,
+    source_topic_spec,
+)
 from services.common.metrics import BusMetrics, serve_metrics
 from services.common.registry_client import make_registry_client
 from services.common.serde import AvroCodec
@@ -23,7 +28,9 @@ log = logging.getLogger("govbus.ingest")
 
 def build_publisher(settings: Settings, metrics: BusMetrics, producer) -> ChangePublisher:
     catalog = load_catalog(settings.catalog_dir, settings.schemas_dir)
-    ensure_topics(make_admin(settings), [source_topic_spec(e.topic, settings) for e in catalog.values()])
+    ensure_topics(
+        make_admin(settings), [source_topic_spec(e.topic, settings) for e in catalog.values()]
+    )
     codec = AvroCodec(make_registry_client(settings))
     return ChangePublisher(
         catalog, codec, producer, settings.schemas_dir, metrics, settings.max_message_bytes
@@ -33,7 +40,12 @@ def build_publisher(settings: Settings, metrics: BusMetrics, producer) -> Change
 def to_change(demo) -> Change:
     row = demo.after or demo.before
     return Change(
-        demo.resource, demo.op, demo.before, demo.after, demo.position, demo.system,
+        demo.resource,
+        demo.op,
+        demo.before,
+        demo.after,
+        demo.position,
+        demo.system,
         source_ts_ms=row["updated_at"],
     )
 
@@ -46,7 +58,7 @@ def run_feed(
     rate: float | None,
     should_stop=lambda: False,
 ) -> int:
-    """Publish ``events`` changes (forever when None) at ``rate`` per second (unbounded when None)."""
+    """Publish ``events`` changes (None: forever) at ``rate`` per second (None: unbounded)."""
     started, sent = time.monotonic(), 0
     while (events is None or sent < events) and not should_stop():
         publisher.publish(to_change(feed.next_change()))
@@ -82,5 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     seed = args.seed if args.seed is not None else int(time.time())
     log.info("demo feed up: seed %d, %s/s, metrics on :%d", seed, args.rate or "max", port)
     feed = DemoFeed(seed=seed, invalid_rate=args.invalid_rate, start_ms=int(time.time() * 1000))
-    sent = run_feed(publisher, producer, feed, args.events, args.rate or None, lambda: bool(stopping))
+    sent = run_feed(
+        publisher, producer, feed, args.events, args.rate or None, lambda: bool(stopping)
+    )
     log.info("demo feed done: %d changes", sent)

@@ -15,9 +15,7 @@ FORMAT_CHECKS = {
 }
 
 
-def record_problem(
-    entry: CatalogEntry, parsed_schema: Any, record: Any
-) -> tuple[str, str] | None:
+def record_problem(entry: CatalogEntry, parsed_schema: Any, record: Any) -> tuple[str, str] | None:
     """(reason, detail) when the record does not fit its resource, else None."""
     if not isinstance(record, dict):
         return "schema_mismatch", f"record is {type(record).__name__}, not a mapping"

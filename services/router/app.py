@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import time
+from collections import Counter
 
 import faust
 from confluent_kafka import KafkaError, Producer
@@ -32,6 +33,7 @@ from services.common.metrics import BusMetrics, serve_metrics
 from services.common.registry_client import make_registry_client
 from services.common.serde import AvroCodec
 from services.common.settings import Settings, load_settings
+from services.router.plan import DeliveryPlan
 from services.router.routing import STAGE, RawMessage, Router
 
 log = logging.getLogger("govbus.router")
@@ -44,7 +46,7 @@ class BatchForwarder:
     def __init__(self, router: Router, producer: Producer, metrics: BusMetrics) -> None:
         self._router = router
         self._producer = producer
-        self._metrics = metrics
+        self.metrics = metrics
         self._errors: list[KafkaError] = []
 
     def _on_delivery(self, err: KafkaError | None, _msg) -> None:
@@ -52,20 +54,32 @@ class BatchForwarder:
             self._errors.append(err)
 
     def forward(self, batch: list[RawMessage], today: dt.date) -> None:
-        m = self._metrics
+        seen: Counter[str] = Counter()
+        dead: Counter[str] = Counter()
+        delivered: Counter[DeliveryPlan] = Counter()
         for msg in batch:
-            resource = self._router.resource_of(msg.topic)
-            m.events_in.labels(STAGE, resource).inc()
+            seen[msg.topic] += 1
             result = self._router.route(msg, today)
             if isinstance(result, DeadLetter):
                 produce_dead_letter(self._producer, result, self._on_delivery)
-                m.dead_letters.labels(STAGE, result.reason).inc()
+                dead[result.reason] += 1
                 continue
             for out in result:
                 self._produce(out.plan.topic, out.key, out.value)
-                m.events_out.labels(out.plan.grant.consumer, out.plan.grant.resource).inc()
-                for method, count in out.plan.masked_per_record.items():
-                    m.masked_fields.labels(method).inc(count)
+                delivered[out.plan] += 1
+        self._count(seen, dead, delivered)
+
+    def _count(self, seen: Counter, dead: Counter, delivered: Counter) -> None:
+        # Counted once per batch: label lookups per record would cost more than the routing.
+        m = self.metrics
+        for topic, n in seen.items():
+            m.events_in.labels(STAGE, self._router.resource_of(topic)).inc(n)
+        for reason, n in dead.items():
+            m.dead_letters.labels(STAGE, reason).inc(n)
+        for plan, n in delivered.items():
+            m.events_out.labels(plan.grant.consumer, plan.grant.resource).inc(n)
+            for method, count in plan.masked_per_record.items():
+                m.masked_fields.labels(method).inc(count * n)
 
     def _produce(self, topic: str, key: bytes, value: bytes) -> None:
         while True:
@@ -138,8 +152,8 @@ def create_app(settings: Settings, forwarder: BatchForwarder, topics: list[str])
             except Exception:
                 log.exception("batch of %d not delivered; exiting without commit", len(events))
                 os._exit(FATAL_EXIT)
-            forwarder._metrics.latency.labels(STAGE).observe(time.monotonic() - started)
-            forwarder._metrics.batch_size.labels(STAGE).observe(len(events))
+            forwarder.metrics.latency.labels(STAGE).observe(time.monotonic() - started)
+            forwarder.metrics.batch_size.labels(STAGE).observe(len(events))
 
     return app
 

@@ -20,13 +20,13 @@ KEEP = MaskSpec(method="keep")
 Masker = Callable[[Any], Any] | None  # None: deliver the value unchanged
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity: plans are counted per batch in dicts
 class DeliveryPlan:
     grant: Grant
     topic: str
     accepts: Callable[[Mapping[str, Any]], bool]
     fields: tuple[tuple[str, Masker], ...]
-    key_fields: tuple[tuple[str, Masker], ...]
+    key_fields: tuple[str, ...]  # masked like the record (keep or hmac), taken from it
     key_schema: dict[str, Any]
     value_schema: dict[str, Any]
     masked_per_record: Mapping[str, int]  # method -> masked fields in one delivered record
@@ -89,7 +89,7 @@ def compile_plan(
         topic=grant.topic,
         accepts=compile_filter(grant.row_filter, set(types)) if grant.row_filter else _always,
         fields=tuple((n, masker(n)) for n in kept),
-        key_fields=tuple((k, masker(k)) for k in entry.key_fields),
+        key_fields=entry.key_fields,
         key_schema=key_schema_out,
         value_schema=value_schema_out,
         masked_per_record=dict(masked),
@@ -115,13 +115,14 @@ def plan_delivery(plan: DeliveryPlan, event: Mapping[str, Any]) -> Delivery | No
         out_op, row = "d", before
     else:
         return None
+    record = _project(plan.fields, row)
     return Delivery(
-        key=_project(plan.key_fields, row),
+        key={k: record[k] for k in plan.key_fields},
         value={
             "op": out_op,
             "event_id": event["event_id"],
             "ts_ms": event["ts_ms"],
             "grant_id": plan.grant.id,
-            "record": _project(plan.fields, row),
+            "record": record,
         },
     )

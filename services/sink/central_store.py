@@ -137,7 +137,7 @@ class CentralStore:
         self._metadata.create_all(self.engine)
 
     def apply(self, changes: Iterable[StoredChange]) -> dict[str, int]:
-        """Write a batch in one transaction; returns the new (not seen before) changes per resource."""
+        """Write a batch in one transaction; returns the changes new to the store per resource."""
         by_resource: dict[str, list[StoredChange]] = {}
         for change in changes:
             by_resource.setdefault(change.resource, []).append(change)
@@ -234,5 +234,7 @@ class CentralStore:
         with self.engine.connect() as conn:
             for i in range(0, len(ids), 500):
                 chunk = ids[i : i + 500]
-                found.update(conn.scalars(select(history.c.event_id).where(history.c.event_id.in_(chunk))))
+                found.update(
+                    conn.scalars(select(history.c.event_id).where(history.c.event_id.in_(chunk)))
+                )
         return found

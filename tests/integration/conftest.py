@@ -128,7 +128,10 @@ class Bus:
             start_new_session=True,
         )
         self.procs[name] = proc
-        port = {"router": self.settings.router_metrics_port, "sink": self.settings.sink_metrics_port}
+        port = {
+            "router": self.settings.router_metrics_port,
+            "sink": self.settings.sink_metrics_port,
+        }
         url = f"http://127.0.0.1:{port[name]}/metrics"
 
         def up() -> bool:

@@ -65,7 +65,9 @@ def plans(settings: Settings) -> list[DeliveryPlan]:
     catalog = load_catalog(settings.catalog_dir, settings.schemas_dir)
     secret = settings.mask_secret.get_secret_value().encode()
     return [
-        compile_plan(g, catalog[g.resource], value_schema(catalog[g.resource], settings.schemas_dir), secret)
+        compile_plan(
+            g, catalog[g.resource], value_schema(catalog[g.resource], settings.schemas_dir), secret
+        )
         for g in live_grants(load_grants(settings.grants_dir, catalog), dt.date.today())
     ]
 
@@ -77,8 +79,13 @@ def expected_deliveries(settings: Settings, published: list[Published]) -> dict[
         for p in published:
             if p.change.resource != plan.grant.resource:
                 continue
-            event = {"before": p.change.before, "after": p.change.after, "op": p.change.op,
-                     "event_id": p.event_id, "ts_ms": 0}
+            event = {
+                "before": p.change.before,
+                "after": p.change.after,
+                "op": p.change.op,
+                "event_id": p.event_id,
+                "ts_ms": 0,
+            }
             if plan_delivery(plan, event) is not None:
                 ids.add(p.event_id)
     return expected

@@ -28,7 +28,9 @@ def _delivered_count(bus) -> int:
 
     port = bus.settings.router_metrics_port
     try:
-        return int(scrape_totals(f"http://127.0.0.1:{port}/metrics").get("govbus_events_out_total", 0))
+        return int(
+            scrape_totals(f"http://127.0.0.1:{port}/metrics").get("govbus_events_out_total", 0)
+        )
     except httpx.HTTPError:
         return 0
 

@@ -5,11 +5,22 @@ from __future__ import annotations
 import struct
 
 from services.common.dead_letter import header_map
-from services.common.kafka_clients import ensure_topics, make_admin, make_producer, source_topic_spec
+from services.common.kafka_clients import (
+    ensure_topics,
+    make_admin,
+    make_producer,
+    source_topic_spec,
+)
+from services.common.topic_reader import end_offsets, read_range
 from services.common.topics import DLQ
 from services.ingest.publisher import Change
-from services.common.topic_reader import end_offsets, read_range
-from tests.integration.flow import demo_changes, expected_deliveries, publish, read_topics, decode_all
+from tests.integration.flow import (
+    decode_all,
+    demo_changes,
+    expected_deliveries,
+    publish,
+    read_topics,
+)
 from tests.integration.test_end_to_end import wait_drained_router
 
 
@@ -34,10 +45,13 @@ def test_garbage_unknown_schema_and_unknown_resource_go_to_the_dlq_and_good_even
     wait_drained_router(bus)
 
     letters = [
-        (header_map(m.headers()), m)
-        for m in read_range(s, dlq_start, end_offsets(s, [DLQ]))
+        (header_map(m.headers()), m) for m in read_range(s, dlq_start, end_offsets(s, [DLQ]))
     ]
-    mine = {h["govbus.reason"]: (h, m) for h, m in letters if bus.tag in h.get("govbus.source.topic", "")}
+    mine = {
+        h["govbus.reason"]: (h, m)
+        for h, m in letters
+        if bus.tag in h.get("govbus.source.topic", "")
+    }
     assert set(mine) >= {"not_avro", "unknown_schema_id", "unknown_resource"}
     h, m = mine["not_avro"]
     assert h["govbus.stage"] == "router"

@@ -37,7 +37,10 @@ def test_changes_reach_granted_consumers_masked_and_the_central_store(bus):
     expected = expected_deliveries(bus.settings, published)
     assert all(expected.values()), "every demo grant should receive something"
     for topic, want in expected.items():
-        got = {value["event_id"] for _, value in decode_all(bus.settings, read_topics(bus.settings, [topic]))}
+        got = {
+            value["event_id"]
+            for _, value in decode_all(bus.settings, read_topics(bus.settings, [topic]))
+        }
         assert got == want, f"{topic}: missing {len(want - got)}, unexpected {len(got - want)}"
 
     store = _store(bus)
