@@ -29,7 +29,19 @@ from services.catalog.registry_store import SchemaRegistryStore
 from services.common.settings import REPO_ROOT, Settings
 
 KAFKA_SH = REPO_ROOT / "deploy" / "kafka" / "kafka.sh"
-TEST_BOOTSTRAP = "localhost:19092"
+
+
+def free_port_pair() -> int:
+    """A port p with p+1 free too: the broker listens on p, its controller on p+1."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no two adjacent free ports")
 
 
 @pytest.fixture(scope="session")
@@ -38,16 +50,17 @@ def kafka_bootstrap() -> Iterator[str]:
     if reuse:
         yield reuse
         return
+    bootstrap = f"localhost:{free_port_pair()}"
     env = {
         **os.environ,
-        "GOVBUS_KAFKA_BOOTSTRAP": TEST_BOOTSTRAP,
+        "GOVBUS_KAFKA_BOOTSTRAP": bootstrap,
         "GOVBUS_KAFKA_DIR": str(REPO_ROOT / ".govbus" / "test-kafka"),
         "GOVBUS_KAFKA_WAIT_S": "90",
     }
     subprocess.run(["bash", str(KAFKA_SH), "reset"], env=env, check=True)
     subprocess.run(["bash", str(KAFKA_SH), "start"], env=env, check=True)
     try:
-        yield TEST_BOOTSTRAP
+        yield bootstrap
     finally:
         subprocess.run(["bash", str(KAFKA_SH), "stop"], env=env, check=False)
 
