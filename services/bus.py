@@ -33,6 +33,7 @@ def run_bus(settings: Settings, rate: float, interval_s: float = 2.0) -> None:
     group = ProcessGroup(settings.data_dir / "logs")
     try:
         start_core(settings, group)
+        group.start("lag-exporter")
         group.start("feed", "--rate", str(rate))
         wait_http(f"http://localhost:{settings.ingest_metrics_port}/metrics", 60, group)
         print(f"govbus is up; logs in {group.log_dir}. Ctrl-C stops everything.", flush=True)

@@ -42,6 +42,8 @@ def _service(name: str):
             from services.router.app import main
         elif name == "sink":
             from services.sink.app import main
+        elif name == "lag-exporter":
+            from services.ops.lag_exporter import main
         else:
             from services.ingest.feed import main
 
@@ -70,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         ("registry", "the catalog service: schema registry"),
         ("router", "the stream router (Faust worker)"),
         ("sink", "the central-store sink"),
+        ("lag-exporter", "consumer lag of the router and sink as Prometheus metrics"),
     ):
         sub.add_parser(name, help=text).set_defaults(func=_service(name))
     feed = sub.add_parser("feed", help="the demo provider feed", add_help=False)

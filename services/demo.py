@@ -13,13 +13,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 from rich.console import Console
 from rich.table import Table
 
 from services.bus import start_core
-from services.common.config_files import live_grants, load_catalog, load_grants
+from services.common.config_files import load_catalog, load_grants
 from services.common.dead_letter import header_map
 from services.common.idnumbers import find_resident_ids
 from services.common.kafka_clients import (
@@ -30,10 +30,9 @@ from services.common.kafka_clients import (
     make_producer,
     source_topic_spec,
 )
-from services.common.lag import group_lag
+from services.common.lag import wait_caught_up
 from services.common.metrics import BusMetrics
 from services.common.registry_client import make_registry_client
-from services.common.schemas import value_schema
 from services.common.serde import AvroCodec
 from services.common.settings import Settings
 from services.common.topic_reader import end_offsets, read_range
@@ -42,7 +41,7 @@ from services.ingest.demo_data import DemoFeed
 from services.ingest.feed import build_publisher, to_change
 from services.ingest.publisher import Change
 from services.launcher import ProcessGroup
-from services.router.plan import compile_plan, plan_delivery
+from services.router.plan import expected_deliveries, live_plans
 from services.sink.central_store import CentralStore
 
 MALFORMED = {
@@ -83,41 +82,6 @@ def _inject_malformed(producer: Producer, ledger: Ledger) -> None:
         ledger.injected[reason] += 1
 
 
-def expected_deliveries(settings: Settings, catalog, grants, ledger: Ledger) -> dict[str, set[str]]:
-    secret = settings.mask_secret.get_secret_value().encode()
-    expected: dict[str, set[str]] = {}
-    for grant in live_grants(grants, dt.date.today()):
-        entry = catalog[grant.resource]
-        plan = compile_plan(grant, entry, value_schema(entry, settings.schemas_dir), secret)
-        ids = expected.setdefault(grant.topic, set())
-        for event_id, c in ledger.published.get(grant.resource, []):
-            event = {
-                "before": c.before,
-                "after": c.after,
-                "op": c.op,
-                "event_id": event_id,
-                "ts_ms": 0,
-            }
-            if plan_delivery(plan, event) is not None:
-                ids.add(event_id)
-    return expected
-
-
-def wait_drained(settings: Settings, timeout_s: float, group: ProcessGroup) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        group.check_alive()
-        try:
-            groups = (settings.router_group, settings.sink_group)
-            lags = [group_lag(settings, g, settings.source_pattern) for g in groups]
-        except KafkaException:  # group coordinator still loading: ask again
-            lags = [-1]
-        if not any(lags):
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"router/sink still behind after {timeout_s}s")
-
-
 def run_demo(settings: Settings, events: int, seed: int, console: Console) -> int:
     catalog = load_catalog(settings.catalog_dir, settings.schemas_dir)
     grants = load_grants(settings.grants_dir, catalog)
@@ -133,14 +97,18 @@ def run_demo(settings: Settings, events: int, seed: int, console: Console) -> in
         console.print(f"publishing {events} changes ...")
         began = time.monotonic()
         ledger = publish_demo(settings, events, seed)
-        wait_drained(settings, 180, group)
+        groups = (settings.router_group, settings.sink_group)
+        wait_caught_up(settings, groups, 180, group.check_alive)
         took = time.monotonic() - began
         end = end_offsets(settings, watched)
         delivered, leaks, dead = _read_outputs(settings, start, end)
     finally:
         group.stop()
     store = CentralStore(settings.central_store_url, catalog.values(), settings.schemas_dir)
-    expected = expected_deliveries(settings, catalog, grants, ledger)
+    secret = settings.mask_secret.get_secret_value().encode()
+    plans = live_plans(catalog, grants, settings.schemas_dir, secret, dt.date.today())
+    published = [pair for pairs in ledger.published.values() for pair in pairs]
+    expected = expected_deliveries(plans, published)
     return _report(console, events, took, ledger, expected, delivered, dead, leaks, store)
 
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import uvicorn
+from prometheus_client import CollectorRegistry
 
 from services.catalog.registry_api import create_registry_app
+from services.catalog.registry_metrics import instrument
 from services.catalog.registry_store import SchemaRegistryStore
 
 
 def build_registry_server(store: SchemaRegistryStore, host: str, port: int) -> uvicorn.Server:
     """A uvicorn server for the registry; the caller runs it (also from a thread, in tests)."""
-    config = uvicorn.Config(
-        create_registry_app(store), host=host, port=port, log_level="warning", access_log=False
-    )
+    app = create_registry_app(store)
+    instrument(app, CollectorRegistry())
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     return uvicorn.Server(config)
 
 

@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     router_metrics_port: int = Field(9101, ge=0, le=65535)
     sink_metrics_port: int = Field(9102, ge=0, le=65535)
     ingest_metrics_port: int = Field(9103, ge=0, le=65535)
-    registry_metrics_port: int = Field(9104, ge=0, le=65535)
+    lag_metrics_port: int = Field(9105, ge=0, le=65535)
     topic_partitions: int = Field(3, ge=1)
     max_message_bytes: int = Field(1_000_000, ge=1024)
     batch_size: int = Field(1000, ge=1)

@@ -55,6 +55,7 @@ class BatchForwarder:
 
     def forward(self, batch: list[RawMessage], today: dt.date) -> None:
         seen: Counter[str] = Counter()
+        routed: Counter[str] = Counter()
         dead: Counter[str] = Counter()
         delivered: Counter[DeliveryPlan] = Counter()
         for msg in batch:
@@ -64,12 +65,13 @@ class BatchForwarder:
                 produce_dead_letter(self._producer, result, self._on_delivery)
                 dead[result.reason] += 1
                 continue
+            routed[msg.topic] += 1
             for out in result:
                 self._produce(out.plan.topic, out.key, out.value)
                 delivered[out.plan] += 1
-        self._count(seen, dead, delivered)
+        self._count(today, seen, routed, dead, delivered)
 
-    def _count(self, seen: Counter, dead: Counter, delivered: Counter) -> None:
+    def _count(self, today, seen: Counter, routed: Counter, dead: Counter, delivered: Counter):
         # Counted once per batch: label lookups per record would cost more than the routing.
         m = self.metrics
         for topic, n in seen.items():
@@ -80,6 +82,14 @@ class BatchForwarder:
             m.events_out.labels(plan.grant.consumer, plan.grant.resource).inc(n)
             for method, count in plan.masked_per_record.items():
                 m.masked_fields.labels(method).inc(count * n)
+        for topic, plans in self._router.live_plans(today).items():
+            resource = self._router.resource_of(topic)
+            m.grants_live.labels(resource).set(len(plans))
+            for plan in plans:
+                # Every routed event either reached a live grant or its row filter held it back.
+                held_back = routed[topic] - delivered[plan]
+                if held_back:
+                    m.filtered_out.labels(plan.grant.consumer, plan.grant.resource).inc(held_back)
 
     def _produce(self, topic: str, key: bytes, value: bytes) -> None:
         while True:

@@ -6,15 +6,17 @@ field gets its masking closure, and the consumer's own key and value schemas are
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from services.common.catalog import CatalogEntry, Grant
 from services.common.masking import MaskSpec, build_masker, consumer_key, output_type
 from services.common.rowfilter import compile_filter
-from services.common.schemas import field_types
+from services.common.schemas import field_types, value_schema
 
 KEEP = MaskSpec(method="keep")
 Masker = Callable[[Any], Any] | None  # None: deliver the value unchanged
@@ -126,3 +128,36 @@ def plan_delivery(plan: DeliveryPlan, event: Mapping[str, Any]) -> Delivery | No
             "record": record,
         },
     )
+
+
+def live_plans(
+    catalog: Mapping[str, CatalogEntry],
+    grants: Iterable[Grant],
+    schemas_dir: Path,
+    master_secret: bytes,
+    today: dt.date,
+) -> list[DeliveryPlan]:
+    return [
+        compile_plan(
+            g, catalog[g.resource], value_schema(catalog[g.resource], schemas_dir), master_secret
+        )
+        for g in grants
+        if g.is_live(today)
+    ]
+
+
+def expected_deliveries(
+    plans: Iterable[DeliveryPlan], published: Iterable[tuple[str, Any]]
+) -> dict[str, set[str]]:
+    """Event ids each delivery topic must carry, given (event id, change) pairs published."""
+    published = list(published)
+    expected: dict[str, set[str]] = {}
+    for plan in plans:
+        ids = expected.setdefault(plan.topic, set())
+        for event_id, c in published:
+            if c.resource != plan.grant.resource:
+                continue
+            event = {"before": c.before, "after": c.after, "op": c.op, "event_id": event_id}
+            if plan_delivery(plan, {**event, "ts_ms": 0}) is not None:
+                ids.add(event_id)
+    return expected

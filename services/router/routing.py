@@ -62,6 +62,13 @@ class Router:
         self._routes[entry.topic].append(route)
         return route
 
+    def live_plans(self, today: dt.date) -> dict[str, list[DeliveryPlan]]:
+        """Live plans per source topic."""
+        return {
+            topic: [r.plan for r in routes if r.plan.grant.is_live(today)]
+            for topic, routes in self._routes.items()
+        }
+
     def resource_of(self, topic: str) -> str:
         entry = self._entries.get(topic)
         return entry.resource_id if entry else "unknown"

@@ -12,7 +12,7 @@ from tests.integration.conftest import wait_until
 from tests.integration.flow import (
     decode_all,
     demo_changes,
-    expected_deliveries,
+    expected,
     publish,
     read_topics,
     wait_drained,
@@ -55,7 +55,7 @@ def test_kill_router_and_sink_mid_stream_then_restart(bus):
     bus.start("sink")
     wait_drained(s, 180)
 
-    for topic, want in expected_deliveries(s, published).items():
+    for topic, want in expected(s, published).items():
         got = [v["event_id"] for _, v in decode_all(s, read_topics(s, [topic]))]
         assert want <= set(got), f"{topic}: {len(want - set(got))} deliveries lost"
 

@@ -17,7 +17,7 @@ from services.ingest.publisher import Change
 from tests.integration.flow import (
     decode_all,
     demo_changes,
-    expected_deliveries,
+    expected,
     publish,
     read_topics,
 )
@@ -61,8 +61,7 @@ def test_garbage_unknown_schema_and_unknown_resource_go_to_the_dlq_and_good_even
     assert mine["unknown_resource"][0]["govbus.source.topic"] == stray
 
     # Good events after the bad ones were all delivered.
-    expected = expected_deliveries(s, first + later)
-    for topic, want in expected.items():
+    for topic, want in expected(s, first + later).items():
         got = {v["event_id"] for _, v in decode_all(s, read_topics(s, [topic]))}
         assert want <= got, f"{topic}: {len(want - got)} missing after bad input"
 

@@ -9,7 +9,7 @@ from services.sink.central_store import CentralStore
 from tests.integration.flow import (
     decode_all,
     demo_changes,
-    expected_deliveries,
+    expected,
     plans,
     publish,
     read_topics,
@@ -34,9 +34,9 @@ def test_changes_reach_granted_consumers_masked_and_the_central_store(bus):
     assert len(published) == EVENTS
     wait_drained(bus.settings)
 
-    expected = expected_deliveries(bus.settings, published)
-    assert all(expected.values()), "every demo grant should receive something"
-    for topic, want in expected.items():
+    wanted = expected(bus.settings, published)
+    assert all(wanted.values()), "every demo grant should receive something"
+    for topic, want in wanted.items():
         got = {
             value["event_id"]
             for _, value in decode_all(bus.settings, read_topics(bus.settings, [topic]))
