@@ -47,7 +47,7 @@ def _service(name: str):
         else:
             from services.ingest.feed import main
 
-            main(args.rest)
+            main(args)
             return 0
         main()
         return 0
@@ -75,8 +75,10 @@ def main(argv: list[str] | None = None) -> None:
         ("lag-exporter", "consumer lag of the router and sink as Prometheus metrics"),
     ):
         sub.add_parser(name, help=text).set_defaults(func=_service(name))
-    feed = sub.add_parser("feed", help="the demo provider feed", add_help=False)
-    feed.add_argument("rest", nargs=argparse.REMAINDER)
+    from services.ingest.feed import add_arguments
+
+    feed = sub.add_parser("feed", help="the demo provider feed")
+    add_arguments(feed)
     feed.set_defaults(func=_service("feed"))
     args = parser.parse_args(argv)
     try:

@@ -74,13 +74,16 @@ def run_feed(
     return sent
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="govbus feed", description=__doc__)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=int, default=None, help="stop after N changes")
     parser.add_argument("--rate", type=float, default=200.0, help="changes per second (0: max)")
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--invalid-rate", type=float, default=0.01)
-    args = parser.parse_args(argv)
+    parser.add_argument("--seed", type=int, default=None, help="default: the current time")
+    parser.add_argument(
+        "--invalid-rate", type=float, default=0.01, help="share of creates with a bad ID number"
+    )
+
+
+def main(args: argparse.Namespace) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry call is noise
     logging.basicConfig(level=logging.INFO, format="%(asctime)s ingest %(levelname)s %(message)s")
     settings = load_settings()

@@ -1,0 +1,76 @@
+"""`govbus run` (what `make run` starts): live progress, and Ctrl-C leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from services.common.settings import REPO_ROOT
+from tests.integration.conftest import free_port
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for pid_dir in Path("/proc").iterdir():
+        if not pid_dir.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (pid_dir / "environ").read_bytes():
+                found.append(int(pid_dir.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_run_shows_progress_and_ctrl_c_stops_every_process(kafka_bootstrap, tmp_path):
+    marker = f"govbus-run-test-{uuid.uuid4().hex}"
+    registry_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVBUS_")}
+    env.update(
+        {
+            "GOVBUS_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "GOVBUS_REGISTRY_PORT": str(registry_port),
+            "GOVBUS_REGISTRY_URL": f"http://127.0.0.1:{registry_port}",
+            "GOVBUS_DATA_DIR": str(tmp_path / marker),
+            "GOVBUS_ROUTER_GROUP": f"router-{marker}",
+            "GOVBUS_SINK_GROUP": f"sink-{marker}",
+            "GOVBUS_ROUTER_METRICS_PORT": str(free_port()),
+            "GOVBUS_SINK_METRICS_PORT": str(free_port()),
+            "GOVBUS_INGEST_METRICS_PORT": str(free_port()),
+            "GOVBUS_LAG_METRICS_PORT": str(free_port()),
+        }
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "run", "--rate", "100"],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # like a terminal: Ctrl-C reaches `govbus run` itself
+    )
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, "govbus run ended early:\n" + "".join(lines)
+            lines.append(line)
+            if line.startswith("published") and " stored " in line:
+                stored = int(line.split("stored")[1].split("|")[0])
+                if stored > 0:
+                    break
+        else:
+            raise AssertionError("no progress line with stored changes:\n" + "".join(lines))
+        assert len(_processes_with(marker)) >= 5  # run + registry, router, sink, lag, feed
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        rest, _ = proc.communicate(timeout=90)
+    assert "all govbus processes stopped." in rest
+    assert proc.returncode == 0
+    assert _processes_with(marker) == []
