@@ -228,10 +228,11 @@ def main() -> None:
     n = args.events
     tag = uuid.uuid4().hex[:6]
     work = Path(tempfile.mkdtemp(prefix="govbus-bench-"))
+    bootstrap = os.environ.get("GOVBUS_KAFKA_BOOTSTRAP", "localhost:9092")
     try:
         bench_config(tag, work / "config")
         values = {
-            "kafka_bootstrap": os.environ.get("GOVBUS_KAFKA_BOOTSTRAP", "localhost:9092"),
+            "kafka_bootstrap": bootstrap,
             "registry_url": start_registry(work / "registry.db"),
             "data_dir": str(work / "data"),
             "catalog_dir": str(work / "config" / "catalog"),
@@ -274,7 +275,16 @@ def main() -> None:
         print(f"ratio core / passthrough        {core / passthrough:>10.3f}")
         print(f"written to {RESULTS.relative_to(REPO)}")
     finally:
+        _delete_topics(bootstrap, tag)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _delete_topics(bootstrap: str, tag: str) -> None:
+    """Leave the broker as we found it: a running bus would dead-letter our stray topics."""
+    admin = make_admin(Settings(kafka_bootstrap=bootstrap))
+    mine = [t for t in admin.list_topics(timeout=10).topics if tag in t]
+    for future in admin.delete_topics(mine, operation_timeout=30).values() if mine else []:
+        future.result()
 
 
 if __name__ == "__main__":

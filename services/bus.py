@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 from confluent_kafka import KafkaException
@@ -29,7 +30,15 @@ def _lag(settings: Settings, group: str) -> int | str:
         return "?"
 
 
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
 def run_bus(settings: Settings, rate: float, interval_s: float = 2.0) -> None:
+    # Ctrl-C and a service manager's SIGTERM stop the bus the same way, even when the shell
+    # that started us ignored SIGINT (as background jobs do).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     group = ProcessGroup(settings.data_dir / "logs")
     try:
         start_core(settings, group)
