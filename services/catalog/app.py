@@ -13,6 +13,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s catalog %(levelname)s %(message)s")
     settings = load_settings()
     logging.getLogger("govbus.catalog").info(
-        "schema registry on :%d, store %s", settings.registry_port, settings.schema_store_url
+        "schema registry on :%d, store %s",
+        settings.registry_port,
+        settings.printable_url(settings.schema_store_url),
     )
     serve_registry(settings.schema_store_url, settings.registry_host, settings.registry_port)

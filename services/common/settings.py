@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     def central_store_url(self) -> str:
         return self.store_url or f"sqlite:///{self.data_dir / 'store.db'}"
 
+    @staticmethod
+    def printable_url(url: str) -> str:
+        """A database URL fit for logs: the password masked."""
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+
     @property
     def schema_store_url(self) -> str:
         return self.registry_store_url or f"sqlite:///{self.data_dir / 'registry.db'}"

@@ -118,5 +118,6 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("central-store sink up: %s, metrics on :%d", settings.central_store_url, port)
+    store = settings.printable_url(settings.central_store_url)
+    log.info("central-store sink up: %s, metrics on :%d", store, port)
     sink.run(settings.source_pattern, settings.batch_size)
