@@ -33,27 +33,26 @@ import yaml
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from services.catalog.registry_server import build_registry_server  # noqa: E402
-from services.catalog.registry_store import SchemaRegistryStore  # noqa: E402
-from services.common.kafka_clients import (  # noqa: E402
+from services.catalog.registry_server import build_registry_server
+from services.catalog.registry_store import SchemaRegistryStore
+from services.common.kafka_clients import (
     ensure_topics,
     make_admin,
     make_consumer,
     make_producer,
     source_topic_spec,
 )
-from services.common.metrics import BusMetrics  # noqa: E402
-from services.common.settings import Settings  # noqa: E402
-from services.common.topic_reader import end_offsets  # noqa: E402
-from services.ingest.demo_data import DemoFeed  # noqa: E402
-from services.ingest.feed import build_publisher  # noqa: E402
-from services.ingest.publisher import Change  # noqa: E402
-from services.router.app import BatchForwarder, build_router  # noqa: E402
-from services.router.routing import RawMessage  # noqa: E402
+from services.common.metrics import BusMetrics
+from services.common.settings import Settings
+from services.common.topic_reader import end_offsets
+from services.ingest.demo_data import DemoFeed
+from services.ingest.feed import build_publisher
+from services.ingest.publisher import Change
+from services.router.app import build_router
+from services.router.forwarder import BatchForwarder
+from services.router.routing import RawMessage
 
+REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "latest.json"
 
 

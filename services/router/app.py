@@ -12,15 +12,12 @@ import logging
 import os
 import re
 import time
-from collections import Counter
 
 import faust
-from confluent_kafka import KafkaError, Producer
 from prometheus_client import CollectorRegistry
 
 from services.common.catalog import CatalogEntry, Grant
 from services.common.config_files import load_catalog, load_grants
-from services.common.dead_letter import DeadLetter, produce_dead_letter
 from services.common.kafka_clients import (
     bus_topic_specs,
     delivery_topic_spec,
@@ -33,77 +30,11 @@ from services.common.metrics import BusMetrics, serve_metrics
 from services.common.registry_client import make_registry_client
 from services.common.serde import AvroCodec
 from services.common.settings import Settings, load_settings
-from services.router.plan import DeliveryPlan
+from services.router.forwarder import BatchForwarder
 from services.router.routing import STAGE, RawMessage, Router
 
 log = logging.getLogger("govbus.router")
 FATAL_EXIT = 70  # crash-only: die before any offset of an undelivered batch is committed
-
-
-class BatchForwarder:
-    """Routes a batch, produces every output, and waits until Kafka acknowledged them all."""
-
-    def __init__(self, router: Router, producer: Producer, metrics: BusMetrics) -> None:
-        self._router = router
-        self._producer = producer
-        self.metrics = metrics
-        self._errors: list[KafkaError] = []
-
-    def _on_delivery(self, err: KafkaError | None, _msg) -> None:
-        if err is not None:
-            self._errors.append(err)
-
-    def forward(self, batch: list[RawMessage], today: dt.date) -> None:
-        seen: Counter[str] = Counter()
-        routed: Counter[str] = Counter()
-        dead: Counter[str] = Counter()
-        delivered: Counter[DeliveryPlan] = Counter()
-        for msg in batch:
-            seen[msg.topic] += 1
-            result = self._router.route(msg, today)
-            if isinstance(result, DeadLetter):
-                produce_dead_letter(self._producer, result, self._on_delivery)
-                dead[result.reason] += 1
-                continue
-            routed[msg.topic] += 1
-            for out in result:
-                self._produce(out.plan.topic, out.key, out.value)
-                delivered[out.plan] += 1
-        self._count(today, seen, routed, dead, delivered)
-
-    def _count(self, today, seen: Counter, routed: Counter, dead: Counter, delivered: Counter):
-        # Counted once per batch: label lookups per record would cost more than the routing.
-        m = self.metrics
-        for topic, n in seen.items():
-            m.events_in.labels(STAGE, self._router.resource_of(topic)).inc(n)
-        for reason, n in dead.items():
-            m.dead_letters.labels(STAGE, reason).inc(n)
-        for plan, n in delivered.items():
-            m.events_out.labels(plan.grant.consumer, plan.grant.resource).inc(n)
-            for method, count in plan.masked_per_record.items():
-                m.masked_fields.labels(method).inc(count * n)
-        for topic, plans in self._router.live_plans(today).items():
-            resource = self._router.resource_of(topic)
-            m.grants_live.labels(resource).set(len(plans))
-            for plan in plans:
-                # Every routed event either reached a live grant or its row filter held it back.
-                held_back = routed[topic] - delivered[plan]
-                if held_back:
-                    m.filtered_out.labels(plan.grant.consumer, plan.grant.resource).inc(held_back)
-
-    def _produce(self, topic: str, key: bytes, value: bytes) -> None:
-        while True:
-            try:
-                self._producer.produce(topic, value, key, on_delivery=self._on_delivery)
-                return
-            except BufferError:  # local queue full: let librdkafka drain it
-                self._producer.poll(0.05)
-
-    def wait_acknowledged(self, timeout_s: float = 60.0) -> None:
-        remaining = self._producer.flush(timeout_s)
-        if remaining or self._errors:
-            errors, self._errors = self._errors, []
-            raise RuntimeError(f"{remaining} undelivered, errors: {errors[:3]}")
 
 
 def _raw(event) -> RawMessage:
