@@ -10,7 +10,7 @@ import logging
 import signal
 import time
 
-from confluent_kafka import Consumer, KafkaError, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from services.common.config_files import load_catalog
@@ -65,18 +65,28 @@ class StoreSink:
         if not messages:
             return 0
         started = time.monotonic()
-        changes = []
+        changes, positions = [], {}
         for msg in messages:
             if msg.error():
                 if msg.error().code() != KafkaError._PARTITION_EOF:
                     log.warning("consume error: %s", msg.error())
                 continue
+            positions[(msg.topic(), msg.partition())] = msg.offset() + 1
             change = self._decode(msg)
             if change is not None:
                 changes.append(change)
+        if not positions:
+            return 0
         for resource, count in self._store.apply(changes).items():
             self._metrics.store_writes.labels(resource).inc(count)
-        self._consumer.commit(asynchronous=False)
+        # Commit exactly what this batch stored: the next offset of each partition read.
+        offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            # A rebalance can refuse the commit; the batch is stored, and re-reading it after
+            # the rebalance adds nothing (idempotent store), so carry on.
+            log.warning("commit of %d partitions refused: %s", len(offsets), exc)
         self._metrics.latency.labels(STAGE).observe(time.monotonic() - started)
         self._metrics.batch_size.labels(STAGE).observe(len(messages))
         return len(messages)
