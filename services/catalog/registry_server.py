@@ -14,7 +14,10 @@ def build_registry_server(store: SchemaRegistryStore, host: str, port: int) -> u
     """A uvicorn server for the registry; the caller runs it (also from a thread, in tests)."""
     app = create_registry_app(store)
     instrument(app, CollectorRegistry())
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    # The stdlib loop: tests and the benchmark serve the registry from a thread.
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, loop="asyncio"
+    )
     return uvicorn.Server(config)
 
 

@@ -30,6 +30,7 @@ from services.common.metrics import BusMetrics, serve_metrics
 from services.common.registry_client import make_registry_client
 from services.common.serde import AvroCodec
 from services.common.settings import Settings, load_settings
+from services.router.faust_tuning import LEAN_SETTINGS, use_uvloop
 from services.router.forwarder import BatchForwarder
 from services.router.routing import STAGE, RawMessage, Router
 
@@ -72,6 +73,7 @@ def create_app(settings: Settings, forwarder: BatchForwarder, topics: list[str])
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
         stream_buffer_maxsize=max(4096, settings.batch_size * 2),
+        **LEAN_SETTINGS,
     )
     # Faust's aiokafka driver cannot subscribe by pattern, so the router subscribes to the
     # matching topics that exist at start-up (the catalog's are created before).
@@ -110,6 +112,7 @@ def _finish_or_die(forwarder: BatchForwarder) -> None:
 def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry call is noise
     logging.basicConfig(level=logging.INFO, format="%(asctime)s router %(levelname)s %(message)s")
+    use_uvloop()
     settings = load_settings()
     catalog = load_catalog(settings.catalog_dir, settings.schemas_dir)
     grants = load_grants(settings.grants_dir, catalog)
