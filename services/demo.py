@@ -69,16 +69,16 @@ def publish_demo(settings: Settings, events: int, seed: int) -> Ledger:
         else:
             ledger.published.setdefault(change.resource, []).append((event_id, change))
         producer.poll(0)
-    _inject_malformed(producer, ledger)
+    _inject_malformed(producer, next(iter(publisher.topics())), ledger)
     if producer.flush(60):
         raise RuntimeError("demo changes not acknowledged by Kafka")
     return ledger
 
 
-def _inject_malformed(producer: Producer, ledger: Ledger) -> None:
+def _inject_malformed(producer: Producer, topic: str, ledger: Ledger) -> None:
     """Bad input a provider could send: the router must dead-letter it and go on."""
     for reason, payload in MALFORMED.items():
-        producer.produce("gov.psb.resident_population", payload, b"demo-bad")
+        producer.produce(topic, payload, b"demo-bad")
         ledger.injected[reason] += 1
 
 

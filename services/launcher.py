@@ -16,27 +16,38 @@ import httpx
 @dataclass
 class ProcessGroup:
     log_dir: Path
+    env: dict[str, str] | None = None  # None: this process's environment
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", name, *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            # Own session: a Ctrl-C reaches us once, and we stop the children in order.
-            start_new_session=True,
-            env=os.environ.copy(),
-        )
+        with open(self.log_dir / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", name, *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # Own session: a Ctrl-C reaches us once, and we stop the children in order.
+                start_new_session=True,
+                env=self.env if self.env is not None else os.environ.copy(),
+            )
         self.procs[name] = proc
         return proc
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
             if proc.poll() is not None:
-                tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
+                raise RuntimeError(
+                    f"{name} exited with {proc.returncode}:\n{self.log(name)[-2000:]}"
+                )
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Signal one process (a crash, in tests) and forget it."""
+        proc = self.procs.pop(name)
+        os.killpg(proc.pid, sig)
+        proc.wait(30)
+
+    def log(self, name: str) -> str:
+        return (self.log_dir / f"{name}.log").read_text(errors="replace")
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM in reverse start order, wait against a deadline, then SIGKILL."""

@@ -106,6 +106,9 @@ class ChangePublisher:
                 codec.encoder(value_subject(entry.topic), envelope_schema(value, source)),
             )
 
+    def topics(self) -> list[str]:
+        return [rc.entry.topic for rc in self._codecs.values()]
+
     def publish(self, change: Change, on_delivery=None) -> str | None:
         """Queue the change; returns its event id, or None when it was dead-lettered."""
         rc = self._codecs.get(change.resource)

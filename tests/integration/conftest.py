@@ -12,12 +12,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -27,6 +26,7 @@ import yaml
 from services.catalog.registry_server import build_registry_server
 from services.catalog.registry_store import SchemaRegistryStore
 from services.common.settings import REPO_ROOT, Settings
+from services.launcher import ProcessGroup
 
 KAFKA_SH = REPO_ROOT / "deploy" / "kafka" / "kafka.sh"
 
@@ -123,24 +123,14 @@ def _tagged_config(tag: str, target: Path) -> None:
 
 @dataclass
 class Bus:
-    """One test's own bus: settings, environment for child processes, and those processes."""
+    """One test's own bus: settings, and the processes it runs with them."""
 
     tag: str
     settings: Settings
-    env: dict[str, str]
-    log_dir: Path
-    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    processes: ProcessGroup
 
-    def start(self, name: str) -> subprocess.Popen:
-        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", name],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.procs[name] = proc
+    def start(self, name: str) -> None:
+        self.processes.start(name)
         port = {
             "router": self.settings.router_metrics_port,
             "sink": self.settings.sink_metrics_port,
@@ -148,31 +138,13 @@ class Bus:
         url = f"http://127.0.0.1:{port[name]}/metrics"
 
         def up() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited {proc.returncode}: {self.log(name)[-3000:]}")
+            self.processes.check_alive()
             return httpx.get(url, timeout=1).status_code == 200
 
         wait_until(up, 60, name)
-        return proc
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        proc = self.procs.pop(name)
-        os.killpg(proc.pid, sig)
-        proc.wait(30)
-
-    def log(self, name: str) -> str:
-        return (self.log_dir / f"{name}.log").read_text(errors="replace")
-
-    def stop_all(self) -> None:
-        for name in list(self.procs):
-            proc = self.procs.pop(name)
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+        self.processes.kill(name, sig)
 
 
 @pytest.fixture
@@ -194,10 +166,7 @@ def bus(kafka_bootstrap: str, registry_url: str, tmp_path: Path) -> Iterator[Bus
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOVBUS_")}
     env.update({f"GOVBUS_{k.upper()}": v for k, v in values.items()})
-    settings = Settings(**values)
-    log_dir = tmp_path / "logs"
-    log_dir.mkdir()
-    bus = Bus(tag, settings, env, log_dir)
+    bus = Bus(tag, Settings(**values), ProcessGroup(tmp_path / "logs", env))
     yield bus
-    bus.stop_all()
+    bus.processes.stop()
     shutil.rmtree(tmp_path / "data", ignore_errors=True)
