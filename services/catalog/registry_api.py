@@ -15,13 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
-from services.catalog.registry_store import (
-    SUPPORTED_SCHEMA_TYPES,
+from services.catalog.registry_errors import (
     InvalidCompatibilityError,
     InvalidSchemaError,
     InvalidVersionError,
-    Latest,
     RegistryError,
+)
+from services.catalog.registry_store import (
+    SUPPORTED_SCHEMA_TYPES,
+    Latest,
     SchemaRegistryStore,
     StoredSchema,
     SubjectVersion,

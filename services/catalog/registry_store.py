@@ -36,6 +36,17 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.pool import StaticPool
 
+from services.catalog.registry_errors import (
+    InvalidCompatibilityError,
+    InvalidSchemaError,
+    SchemaNotFoundError,
+    SubjectConfigNotFoundError,
+    SubjectNotFoundError,
+    SubjectNotSoftDeletedError,
+    SubjectSoftDeletedError,
+    VersionNotFoundError,
+)
+
 GLOBAL_CONFIG_KEY = "__GLOBAL__"
 DEFAULT_COMPATIBILITY = "BACKWARD"
 COMPATIBILITY_LEVELS = frozenset(
@@ -81,52 +92,6 @@ config_table = Table(
     Column("subject", String(255), primary_key=True),
     Column("compatibility", String(32), nullable=False),
 )
-
-
-class RegistryError(Exception):
-    """A registry request that cannot be served; error_code is the Confluent code."""
-
-    error_code = 50001
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class SubjectNotFoundError(RegistryError):
-    error_code = 40401
-
-
-class VersionNotFoundError(RegistryError):
-    error_code = 40402
-
-
-class SchemaNotFoundError(RegistryError):
-    error_code = 40403
-
-
-class SubjectSoftDeletedError(RegistryError):
-    error_code = 40404
-
-
-class SubjectNotSoftDeletedError(RegistryError):
-    error_code = 40405
-
-
-class SubjectConfigNotFoundError(RegistryError):
-    error_code = 40408
-
-
-class InvalidSchemaError(RegistryError):
-    error_code = 42201
-
-
-class InvalidVersionError(RegistryError):
-    error_code = 42202
-
-
-class InvalidCompatibilityError(RegistryError):
-    error_code = 42203
 
 
 @dataclass(frozen=True)
