@@ -39,7 +39,7 @@ class BusMetrics:
         )
         self.latency = Histogram(
             "govbus_processing_seconds",
-            "Time from the bus seeing a change to its output being acknowledged",
+            "Seconds from taking a batch to Kafka acknowledging all of its outputs",
             ["stage"],
             buckets=LATENCY_BUCKETS,
             registry=registry,

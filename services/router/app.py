@@ -78,7 +78,6 @@ def create_app(settings: Settings, forwarder: BatchForwarder, topics: list[str])
     # Faust's aiokafka driver cannot subscribe by pattern, so the router subscribes to the
     # matching topics that exist at start-up (the catalog's are created before).
     source = app.topic(*topics, value_serializer="raw", key_serializer="raw")
-    loop_executor = None  # the default thread pool
 
     @app.agent(source)
     async def route(stream):
@@ -87,7 +86,8 @@ def create_app(settings: Settings, forwarder: BatchForwarder, topics: list[str])
             started = time.monotonic()
             try:
                 forwarder.forward([_raw(e) for e in events], dt.date.today())
-                await loop.run_in_executor(loop_executor, forwarder.wait_acknowledged)
+                # The flush blocks, so it runs in a thread while the loop keeps fetching.
+                await loop.run_in_executor(None, forwarder.wait_acknowledged)
             except asyncio.CancelledError:
                 # Shutting down mid-batch: finish delivering before Faust acks the batch.
                 _finish_or_die(forwarder)
