@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -44,6 +46,14 @@ class BusMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.event_age = Histogram(
+            "govbus_event_age_seconds",
+            "Age of a change event (since Kafka took it in) when a stage's outputs for it were"
+            " acknowledged: the freshness operators watch",
+            ["stage"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+            registry=registry,
+        )
         self.batch_size = Histogram(
             "govbus_batch_size",
             "Records per processed batch",
@@ -54,6 +64,15 @@ class BusMetrics:
         self.grants_live = Gauge(
             "govbus_grants_live", "Grants delivering now", ["resource"], registry=registry
         )
+
+
+def observe_ages(metrics: BusMetrics, stage: str, kafka_timestamps_s: list[float]) -> None:
+    """Record how old each event of an acknowledged batch was, from its Kafka timestamp."""
+    now = time.time()
+    age = metrics.event_age.labels(stage)
+    for ts in kafka_timestamps_s:
+        if ts:  # 0 or None: the producer set no timestamp
+            age.observe(max(0.0, now - ts))
 
 
 def serve_metrics(registry: CollectorRegistry, port: int) -> int:

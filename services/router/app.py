@@ -26,7 +26,7 @@ from services.common.kafka_clients import (
     make_producer,
     source_topic_spec,
 )
-from services.common.metrics import BusMetrics, serve_metrics
+from services.common.metrics import BusMetrics, observe_ages, serve_metrics
 from services.common.registry_client import make_registry_client
 from services.common.serde import AvroCodec
 from services.common.settings import Settings, load_settings
@@ -96,6 +96,7 @@ def create_app(settings: Settings, forwarder: BatchForwarder, topics: list[str])
                 log.exception("batch of %d not delivered; exiting without commit", len(events))
                 os._exit(FATAL_EXIT)
             forwarder.metrics.latency.labels(STAGE).observe(time.monotonic() - started)
+            observe_ages(forwarder.metrics, STAGE, [e.message.timestamp for e in events])
             forwarder.metrics.batch_size.labels(STAGE).observe(len(events))
 
     return app

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from services.common.config_files import load_catalog
 from services.common.kafka_clients import make_consumer
-from services.common.metrics import BusMetrics, serve_metrics
+from services.common.metrics import BusMetrics, observe_ages, serve_metrics
 from services.common.registry_client import make_registry_client
 from services.common.serde import AvroCodec, DecodeError
 from services.common.settings import Settings, load_settings
@@ -88,6 +88,8 @@ class StoreSink:
             # the rebalance adds nothing (idempotent store), so carry on.
             log.warning("commit of %d partitions refused: %s", len(offsets), exc)
         self._metrics.latency.labels(STAGE).observe(time.monotonic() - started)
+        stamps = [m.timestamp()[1] / 1000 for m in messages if not m.error()]
+        observe_ages(self._metrics, STAGE, stamps)
         self._metrics.batch_size.labels(STAGE).observe(len(messages))
         return len(messages)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from services.common.idnumbers import find_resident_ids
+from services.progress import scrape_totals
 from services.sink.central_store import CentralStore
 from tests.integration.flow import (
     decode_all,
@@ -49,6 +50,11 @@ def test_changes_reach_granted_consumers_masked_and_the_central_store(bus):
         assert store.stored_event_ids(resource, ids) == set(ids)
     history = sum(c["history"] for c in store.counts().values())
     assert history == EVENTS
+
+    for port in (bus.settings.router_metrics_port, bus.settings.sink_metrics_port):
+        totals = scrape_totals(f"http://127.0.0.1:{port}/metrics")
+        assert totals["govbus_events_in_total"] >= EVENTS  # at least once: a rebalance may replay
+        assert totals["govbus_event_age_seconds_count"] >= EVENTS
 
 
 def test_no_masked_value_appears_in_clear_in_any_delivery_topic(bus):
