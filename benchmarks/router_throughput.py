@@ -48,7 +48,7 @@ from services.common.topic_reader import end_offsets
 from services.ingest.demo_data import DemoFeed
 from services.ingest.feed import build_publisher
 from services.ingest.publisher import Change
-from services.router.app import build_router
+from services.router.app import audit_head, build_router
 from services.router.forwarder import BatchForwarder
 from services.router.routing import RawMessage
 
@@ -182,7 +182,9 @@ def run_router_core(settings: Settings, copy: str, source: str, n: int) -> float
     ensure_topics(make_admin(settings), [source_topic_spec(g.topic, settings) for g in grants])
     router = build_router(settings, catalog, grants)
     producer = make_producer(settings)
-    forwarder = BatchForwarder(router, producer, BusMetrics(CollectorRegistry()))
+    forwarder = BatchForwarder(
+        router, producer, BusMetrics(CollectorRegistry()), audit_head(settings)
+    )
     consumer = make_consumer(settings, f"core-{uuid.uuid4()}")
     consumer.subscribe([copy])
     done, today = 0, dt.date.today()

@@ -8,6 +8,7 @@ topic may carry a valid resident ID number in clear. Exit status 1 when anything
 from __future__ import annotations
 
 import datetime as dt
+import json
 import struct
 import time
 from collections import Counter
@@ -19,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from services.bus import start_core
+from services.common.audit import first_broken_link
 from services.common.config_files import load_catalog, load_grants
 from services.common.dead_letter import header_map
 from services.common.idnumbers import find_resident_ids
@@ -36,7 +38,7 @@ from services.common.registry_client import make_registry_client
 from services.common.serde import AvroCodec
 from services.common.settings import Settings
 from services.common.topic_reader import end_offsets, read_range
-from services.common.topics import DLQ
+from services.common.topics import AUDIT, DLQ, delivery_topic
 from services.ingest.demo_data import DemoFeed
 from services.ingest.feed import build_publisher, to_change
 from services.ingest.publisher import Change
@@ -101,7 +103,7 @@ def run_demo(settings: Settings, events: int, seed: int, console: Console) -> in
         wait_caught_up(settings, groups, 180, group.check_alive)
         took = time.monotonic() - began
         end = end_offsets(settings, watched)
-        delivered, leaks, dead = _read_outputs(settings, start, end)
+        outcome = _read_outputs(settings, start, end)
     finally:
         group.stop()
     store = CentralStore(settings.central_store_url, catalog.values(), settings.schemas_dir)
@@ -109,27 +111,46 @@ def run_demo(settings: Settings, events: int, seed: int, console: Console) -> in
     plans = live_plans(catalog, grants, settings.schemas_dir, secret, dt.date.today())
     published = [pair for pairs in ledger.published.values() for pair in pairs]
     expected = expected_deliveries(plans, published)
-    return _report(console, events, took, ledger, expected, delivered, dead, leaks, store)
+    return _report(console, events, took, ledger, expected, outcome, store)
 
 
-def _read_outputs(settings, start, end):
+@dataclass
+class Outcome:
+    """What came out of the bus: deliveries, dead letters, leaks, and the audit trail."""
+
+    delivered: dict[str, Counter] = field(default_factory=dict)
+    dead: Counter = field(default_factory=Counter)
+    leaks: int = 0
+    audited: dict[str, set[str]] = field(default_factory=dict)
+    audit_records: int = 0
+    audit_break: int | None = None
+
+
+def _read_outputs(settings: Settings, start, end) -> Outcome:
     codec = AvroCodec(make_registry_client(settings))
-    delivered: dict[str, Counter] = {}
-    dead: Counter = Counter()
-    leaks = 0
+    out = Outcome()
     for msg in read_range(settings, start, end):
         if msg.topic() == DLQ:
             h = header_map(msg.headers())
-            dead[(h.get("govbus.stage", "?"), h.get("govbus.reason", "?"))] += 1
+            out.dead[(h.get("govbus.stage", "?"), h.get("govbus.reason", "?"))] += 1
             continue
-        leaks += len(find_resident_ids((msg.key() or b"").decode("latin-1")))
-        leaks += len(find_resident_ids((msg.value() or b"").decode("latin-1")))
+        out.leaks += len(find_resident_ids((msg.key() or b"").decode("latin-1")))
+        out.leaks += len(find_resident_ids((msg.value() or b"").decode("latin-1")))
         value = codec.decode(msg.value())
-        delivered.setdefault(msg.topic(), Counter())[value["event_id"]] += 1
-    return delivered, leaks, dead
+        out.delivered.setdefault(msg.topic(), Counter())[value["event_id"]] += 1
+    # The whole trail, so the chain is checked from its first record.
+    records = [
+        json.loads(m.value()) for m in read_range(settings, {}, end_offsets(settings, [AUDIT]))
+    ]
+    out.audit_records, out.audit_break = len(records), first_broken_link(records)
+    for r in records:
+        topic = delivery_topic(r["consumer"], r["resource"].split(".", 1)[1])
+        out.audited.setdefault(topic, set()).update(r["event_ids"])
+    return out
 
 
-def _report(console, events, took, ledger, expected, delivered, dead, leaks, store) -> int:
+def _report(console, events, took, ledger, expected, outcome: Outcome, store) -> int:
+    delivered, dead, leaks = outcome.delivered, outcome.dead, outcome.leaks
     problems = []
     t = Table(title=f"govbus demo: {events} changes in {took:.1f}s")
     for col in ("resource", "published", "stored (new this run)", "live rows", "history rows"):
@@ -176,6 +197,14 @@ def _report(console, events, took, ledger, expected, delivered, dead, leaks, sto
     if leaks:
         problems.append(f"{leaks} valid resident ID numbers in clear on delivery topics")
     console.print(f"resident ID numbers in clear on delivery topics: {leaks}")
+    unaudited = sum(len(want - outcome.audited.get(t, set())) for t, want in expected.items())
+    chain = "intact" if outcome.audit_break is None else f"BROKEN at {outcome.audit_break}"
+    console.print(
+        f"audit trail: {outcome.audit_records} records, chain {chain}, "
+        f"deliveries missing from it: {unaudited}"
+    )
+    if outcome.audit_break is not None or unaudited:
+        problems.append(f"audit trail: chain {chain}, {unaudited} deliveries not audited")
     for p in problems:
         console.print(f"[red]UNACCOUNTED[/red] {p}")
     if not problems:

@@ -6,11 +6,16 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from services.common.settings import Settings
 
 Offsets = dict[tuple[str, int], int]
+_LEADER_MOVING = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+}
 
 
 def _probe(settings: Settings) -> Consumer:
@@ -30,12 +35,22 @@ def end_offsets(settings: Settings, topics: list[str], timeout_s: float = 10.0) 
             if name not in metadata:
                 continue
             for p in metadata[name].partitions:
-                out[(name, p)] = consumer.get_watermark_offsets(
-                    TopicPartition(name, p), timeout=timeout_s
-                )[1]
+                out[(name, p)] = _high_watermark(consumer, TopicPartition(name, p), timeout_s)
         return out
     finally:
         consumer.close()
+
+
+def _high_watermark(consumer: Consumer, tp: TopicPartition, timeout_s: float) -> int:
+    # A topic created a moment ago may still be moving its leader in: retry until the deadline.
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=timeout_s)[1]
+        except KafkaException as exc:
+            if exc.args[0].code() not in _LEADER_MOVING or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def read_range(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import os
 import re
@@ -16,6 +17,7 @@ import time
 import faust
 from prometheus_client import CollectorRegistry
 
+from services.common.audit import GENESIS
 from services.common.catalog import CatalogEntry, Grant
 from services.common.config_files import load_catalog, load_grants
 from services.common.kafka_clients import (
@@ -30,6 +32,8 @@ from services.common.metrics import BusMetrics, observe_ages, serve_metrics
 from services.common.registry_client import make_registry_client
 from services.common.serde import AvroCodec
 from services.common.settings import Settings, load_settings
+from services.common.topic_reader import end_offsets, read_range
+from services.common.topics import AUDIT
 from services.router.faust_tuning import LEAN_SETTINGS, use_uvloop
 from services.router.forwarder import BatchForwarder
 from services.router.routing import STAGE, RawMessage, Router
@@ -52,6 +56,14 @@ def build_router(
     for grant in grants:
         router.add_grant(grant, settings.schemas_dir, secret)
     return router
+
+
+def audit_head(settings: Settings) -> str:
+    """Hash of the last record on the audit topic, where this router's chain continues."""
+    end = end_offsets(settings, [AUDIT])
+    last = {tp: off - 1 for tp, off in end.items() if off > 0}
+    records = [json.loads(m.value()) for m in read_range(settings, last, end)]
+    return records[-1]["hash"] if records else GENESIS
 
 
 def source_topics(settings: Settings) -> list[str]:
@@ -124,7 +136,7 @@ def main() -> None:
     metrics = BusMetrics(CollectorRegistry())
     port = serve_metrics(metrics.registry, settings.router_metrics_port)
     router = build_router(settings, catalog, grants)
-    forwarder = BatchForwarder(router, make_producer(settings), metrics)
+    forwarder = BatchForwarder(router, make_producer(settings), metrics, audit_head(settings))
     topics = source_topics(settings)
     app = create_app(settings, forwarder, topics)
     log.info("router up: %d grants, %d topics, metrics on :%d", len(grants), len(topics), port)

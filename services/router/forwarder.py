@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import time
 from collections import Counter
 
 from confluent_kafka import KafkaError, Producer
 
+from services.common.audit import GENESIS, seal, share_record
 from services.common.dead_letter import DeadLetter, produce_dead_letter
 from services.common.metrics import BusMetrics
+from services.common.topics import AUDIT
 from services.router.plan import DeliveryPlan
 from services.router.routing import STAGE, RawMessage, Router
+
+AUDIT_CHUNK = 500
 
 
 class BatchForwarder:
     """Routes a batch, produces every output, and waits until Kafka acknowledged them all."""
 
-    def __init__(self, router: Router, producer: Producer, metrics: BusMetrics) -> None:
+    def __init__(
+        self, router: Router, producer: Producer, metrics: BusMetrics, audit_head: str = GENESIS
+    ) -> None:
         self._router = router
         self._producer = producer
         self.metrics = metrics
         self._errors: list[KafkaError] = []
+        self._audit_head = audit_head  # hash of the last audit record written
 
     def _on_delivery(self, err: KafkaError | None, _msg) -> None:
         if err is not None:
@@ -31,6 +40,7 @@ class BatchForwarder:
         routed: Counter[str] = Counter()
         dead: Counter[str] = Counter()
         delivered: Counter[DeliveryPlan] = Counter()
+        shares: dict[DeliveryPlan, list[tuple[str, dict]]] = {}
         for msg in batch:
             seen[msg.topic] += 1
             result = self._router.route(msg, today)
@@ -40,9 +50,25 @@ class BatchForwarder:
                 continue
             routed[msg.topic] += 1
             for out in result:
-                self._produce(out.plan.topic, out.key, out.value)
+                self._produce(out.plan.topic, out.value, out.key)
                 delivered[out.plan] += 1
+                shares.setdefault(out.plan, []).append((out.event_id, out.record_key))
+        self._audit(shares)
         self._count(today, seen, routed, dead, delivered)
+
+    def _audit(self, shares: dict[DeliveryPlan, list[tuple[str, dict]]]) -> None:
+        """One chained audit record per grant and batch, acknowledged with the batch."""
+        now_ms = int(time.time() * 1000)
+        for plan, deliveries in shares.items():
+            g = plan.grant
+            # Chunks keep a record far below the broker's message size, whatever the batch size.
+            for i in range(0, len(deliveries), AUDIT_CHUNK):
+                body = share_record(
+                    g.id, g.consumer, g.resource, deliveries[i : i + AUDIT_CHUNK], now_ms
+                )
+                record = seal(body, self._audit_head)
+                self._audit_head = record["hash"]
+                self._produce(AUDIT, json.dumps(record, ensure_ascii=False).encode(), g.id.encode())
 
     def _count(self, today, seen: Counter, routed: Counter, dead: Counter, delivered: Counter):
         # Counted once per batch: label lookups per record would cost more than the routing.
@@ -64,7 +90,7 @@ class BatchForwarder:
                 if held_back:
                     m.filtered_out.labels(plan.grant.consumer, plan.grant.resource).inc(held_back)
 
-    def _produce(self, topic: str, key: bytes, value: bytes) -> None:
+    def _produce(self, topic: str, value: bytes, key: bytes) -> None:
         while True:
             try:
                 self._producer.produce(topic, value, key, on_delivery=self._on_delivery)

@@ -34,6 +34,8 @@ class Output:
     plan: DeliveryPlan
     key: bytes
     value: bytes
+    event_id: str
+    record_key: dict[str, Any]  # as delivered (masked): what the audit trail names
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ class Router:
                             route.plan,
                             route.encode_key(delivery.key),
                             route.encode_value(delivery.value),
+                            event["event_id"],
+                            delivery.key,
                         )
                     )
             except KeyError as exc:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
+from services.common.audit import first_broken_link
 from services.common.idnumbers import find_resident_ids
+from services.common.topics import AUDIT
 from services.progress import scrape_totals
 from services.sink.central_store import CentralStore
 from tests.integration.flow import (
@@ -50,6 +53,18 @@ def test_changes_reach_granted_consumers_masked_and_the_central_store(bus):
         assert store.stored_event_ids(resource, ids) == set(ids)
     history = sum(c["history"] for c in store.counts().values())
     assert history == EVENTS
+
+    # Every delivery is on the audit trail under its grant, and the whole trail is one chain.
+    audit = [json.loads(m.value()) for m in read_topics(bus.settings, [AUDIT])]
+    assert first_broken_link(audit) is None
+    for plan in plans(bus.settings):
+        audited = {
+            e
+            for r in audit
+            if r["consumer"] == plan.grant.consumer and r["resource"] == plan.grant.resource
+            for e in r["event_ids"]
+        }
+        assert audited >= wanted[plan.topic], plan.topic
 
     for port in (bus.settings.router_metrics_port, bus.settings.sink_metrics_port):
         totals = scrape_totals(f"http://127.0.0.1:{port}/metrics")
