@@ -97,6 +97,8 @@ class Grant(Strict):
     valid_until: dt.date
     delivery: Literal["kafka"] = "kafka"
     state: GrantState = GrantState.REQUESTED
+    # The grant this one replaces for the same consumer and resource, once it is active.
+    amends: str | None = None
 
     @property
     def topic(self) -> str:
