@@ -19,12 +19,3 @@ def build_registry_server(store: SchemaRegistryStore, host: str, port: int) -> u
         app, host=host, port=port, log_level="warning", access_log=False, loop="asyncio"
     )
     return uvicorn.Server(config)
-
-
-def serve_registry(store_url: str, host: str, port: int) -> None:
-    """Serve the registry backed by store_url until interrupted."""
-    store = SchemaRegistryStore(store_url)
-    try:
-        build_registry_server(store, host, port).run()
-    finally:
-        store.close()

@@ -82,9 +82,9 @@ class CatalogEntry(Strict):
         return self
 
 
-class Grant(Strict):
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    consumer: str = Field(pattern=CODE)
+class GrantTerms(Strict):
+    """What a consumer asks for and, once approved, receives: a grant without its identity."""
+
     resource: str = Field(description="<provider>.<code> of a catalog entry")
     purpose: str = Field(min_length=1)
     legal_basis: str = Field(min_length=1)
@@ -96,19 +96,11 @@ class Grant(Strict):
     valid_from: dt.date
     valid_until: dt.date
     delivery: Literal["kafka"] = "kafka"
-    state: GrantState = GrantState.REQUESTED
     # The grant this one replaces for the same consumer and resource, once it is active.
     amends: str | None = None
 
-    @property
-    def topic(self) -> str:
-        return delivery_topic(self.consumer, self.resource.split(".", 1)[1])
-
-    def is_live(self, today: dt.date) -> bool:
-        return self.state is GrantState.ACTIVE and self.valid_from <= today <= self.valid_until
-
     @model_validator(mode="after")
-    def _consistent(self) -> Grant:
+    def _consistent(self) -> GrantTerms:
         if self.valid_until < self.valid_from:
             raise ValueError("valid_until is before valid_from")
         stray = sorted(set(self.masking) - set(self.fields))
@@ -120,6 +112,19 @@ class Grant(Strict):
             except FilterError as exc:
                 raise ValueError(f"row_filter: {exc}") from exc
         return self
+
+
+class Grant(GrantTerms):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    consumer: str = Field(pattern=CODE)
+    state: GrantState = GrantState.REQUESTED
+
+    @property
+    def topic(self) -> str:
+        return delivery_topic(self.consumer, self.resource.split(".", 1)[1])
+
+    def is_live(self, today: dt.date) -> bool:
+        return self.state is GrantState.ACTIVE and self.valid_from <= today <= self.valid_until
 
 
 def check_grant_against_catalog(grant: Grant, entry: CatalogEntry) -> list[str]:

@@ -5,6 +5,7 @@ Every variable is prefixed ``GOVBUS_`` (``GOVBUS_KAFKA_BOOTSTRAP``, ``GOVBUS_STO
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,16 @@ class Settings(BaseSettings):
     data_dir: Path = REPO_ROOT / ".govbus"
     store_url: str = ""
     registry_store_url: str = ""
+    control_store_url: str = ""
+    # The control-plane API (served by the catalog service) and the token the CLI sends.
+    api_url: str = "http://localhost:8081/api"
+    token: SecretStr | None = None
+    # Token of the first authority user on a new control store; generated when unset.
+    authority_token: SecretStr | None = None
+    # Working days each open workflow step may take, and the public holidays not counted.
+    provider_due_days: int = Field(10, ge=1)
+    authority_due_days: int = Field(5, ge=1)
+    holidays: str = Field("", description="comma-separated dates, e.g. 2026-10-01,2026-10-02")
     catalog_dir: Path = REPO_ROOT / "deploy" / "catalog"
     grants_dir: Path = REPO_ROOT / "deploy" / "grants"
     schemas_dir: Path = REPO_ROOT / "schemas" / "avro"
@@ -66,6 +77,23 @@ class Settings(BaseSettings):
 
         return make_url(url).render_as_string(hide_password=True)
 
+    @field_validator("holidays")
+    @classmethod
+    def _holidays_are_dates(cls, value: str) -> str:
+        for day in filter(None, (d.strip() for d in value.split(","))):
+            dt.date.fromisoformat(day)
+        return value
+
+    @property
+    def holiday_dates(self) -> frozenset[dt.date]:
+        return frozenset(
+            dt.date.fromisoformat(d.strip()) for d in self.holidays.split(",") if d.strip()
+        )
+
+    @property
+    def control_url(self) -> str:
+        return self.control_store_url or f"sqlite:///{self.data_dir / 'catalog.db'}"
+
     @property
     def schema_store_url(self) -> str:
         return self.registry_store_url or f"sqlite:///{self.data_dir / 'registry.db'}"
@@ -76,7 +104,8 @@ class Settings(BaseSettings):
 
     def __repr_args__(self):  # secrets stay masked when printed
         for key, value in super().__repr_args__():
-            yield key, ("**********" if key == "mask_secret" else value)
+            secret = key in ("mask_secret", "token", "authority_token") and value is not None
+            yield key, ("**********" if secret else value)
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,235 @@
+"""The control-plane HTTP API: catalog, users, and the grant workflow (OpenAPI at /docs).
+
+Every call needs ``Authorization: Bearer <token>``. The workflow decides who may do what;
+this layer only authenticates, translates errors into 4xx answers with a message, and
+limits what each department sees.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+from services.catalog.control_plane import ControlPlane, NotFound, add_user
+from services.catalog.workflow import (
+    Action,
+    Actor,
+    Case,
+    Forbidden,
+    GrantRequest,
+    Role,
+    WorkflowError,
+    new_case,
+    overdue,
+)
+from services.common.catalog import CatalogEntry, GrantState
+
+bearer = HTTPBearer(auto_error=False)
+
+
+class Unauthenticated(Exception):
+    pass
+
+
+def _plane(request: Request) -> ControlPlane:
+    return request.app.state.plane
+
+
+Plane = Annotated[ControlPlane, Depends(_plane)]
+
+
+def _actor(
+    plane: Plane, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Actor:
+    if creds is None or creds.scheme.lower() != "bearer":
+        raise Unauthenticated("missing credentials: send 'Authorization: Bearer <token>'")
+    actor = plane.store.actor_for_token(creds.credentials)
+    if actor is None:
+        raise Unauthenticated("unknown or revoked token")
+    return actor
+
+
+Who = Annotated[Actor, Depends(_actor)]
+
+
+class NewUser(BaseModel):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_.-]*$")
+    department: str
+    role: Role
+
+
+class ResourceBody(BaseModel):
+    entry: CatalogEntry
+    value_schema: dict[str, Any] | None = None
+
+
+class Decision(BaseModel):
+    reason: str | None = None
+
+
+class Files(BaseModel):
+    files: dict[str, str]
+
+
+class Preview(BaseModel):
+    request: GrantRequest
+    samples: list[dict[str, Any]] = Field(min_length=1, max_length=100)
+
+
+class Samples(BaseModel):
+    samples: list[dict[str, Any]] = Field(min_length=1, max_length=100)
+
+
+def _visible(actor: Actor, plane: ControlPlane, case: Case) -> bool:
+    """Consumers see their own grants, providers those on their resources, others all."""
+    if actor.role is Role.CONSUMER:
+        return case.grant.consumer == actor.department
+    if actor.role is Role.PROVIDER:
+        return case.grant.resource.split(".", 1)[0] == actor.department
+    return True
+
+
+def _require(actor: Actor, *roles: Role) -> None:
+    if actor.role not in roles:
+        allowed = " or ".join(r.value for r in roles)
+        raise Forbidden(f"this needs the {allowed} role; {actor.user} is {actor.role}")
+
+
+def create_control_app(plane: ControlPlane) -> FastAPI:
+    app = FastAPI(
+        title="govbus control plane",
+        description="Data resource catalog and the share (grant) workflow: the consumer "
+        "requests, the provider approves, the authority activates and supervises.",
+    )
+    app.state.plane = plane
+
+    @app.get("/whoami")
+    def whoami(actor: Who) -> Actor:
+        return actor
+
+    @app.get("/departments")
+    def departments(actor: Who, plane: Plane) -> dict[str, Any]:
+        return {k: v.model_dump() for k, v in plane.store.departments().items()}
+
+    @app.get("/users")
+    def users(actor: Who, plane: Plane) -> list[Actor]:
+        _require(actor, Role.AUTHORITY, Role.OPS)
+        return plane.store.users()
+
+    @app.post("/users", status_code=201)
+    def new_user(body: NewUser, actor: Who, plane: Plane) -> dict[str, str]:
+        token = add_user(plane.store, actor, body.name, body.department, body.role)
+        return {"name": body.name, "token": token}
+
+    @app.get("/resources")
+    def resources(actor: Who, plane: Plane) -> list[dict[str, Any]]:
+        return [r.as_json() for r in plane.store.resources()]
+
+    @app.get("/resources/{resource_id}")
+    def resource(resource_id: str, actor: Who, plane: Plane) -> dict[str, Any]:
+        return plane.resource(resource_id).as_json()
+
+    @app.put("/resources/{resource_id}")
+    def put_resource(
+        resource_id: str, body: ResourceBody, actor: Who, plane: Plane
+    ) -> dict[str, Any]:
+        if body.entry.resource_id != resource_id:
+            raise WorkflowError(f"path names {resource_id}, body {body.entry.resource_id}")
+        return plane.put_resource(actor, body.entry, body.value_schema).as_json()
+
+    @app.get("/catalog/export")
+    def export(actor: Who, plane: Plane) -> Files:
+        return Files(files=plane.export_files())
+
+    @app.post("/catalog/import")
+    def import_(body: Files, actor: Who, plane: Plane) -> dict[str, int]:
+        return plane.import_files(actor, body.files)
+
+    @app.get("/grants")
+    def grants(
+        actor: Who,
+        plane: Plane,
+        consumer: str | None = None,
+        resource: str | None = None,
+        state: GrantState | None = None,
+    ) -> list[Case]:
+        cases = plane.store.cases(consumer, resource, state)
+        return [c for c in cases if _visible(actor, plane, c)]
+
+    @app.get("/grants/overdue")
+    def late(actor: Who, plane: Plane) -> list[Case]:
+        today = dt.date.today()
+        return [c for c in overdue(plane.store.cases(), today) if _visible(actor, plane, c)]
+
+    @app.post("/grants/preview")
+    def preview(body: Preview, actor: Who, plane: Plane) -> list[dict[str, Any] | None]:
+        """Dry run of a request on sample records: nothing is stored or published."""
+        entry = plane.resource(body.request.resource).entry
+        now = dt.datetime.now(dt.UTC)
+        case = new_case(body.request, entry, actor, "preview", now, plane.calendar)
+        return plane.preview(case.grant, body.samples)
+
+    @app.get("/grants/{grant_id}")
+    def grant(grant_id: str, actor: Who, plane: Plane) -> Case:
+        case = plane.case(grant_id)
+        if not _visible(actor, plane, case):
+            raise NotFound(f"no grant {grant_id!r}")
+        return case
+
+    @app.get("/grants/{grant_id}/history")
+    def history(grant_id: str, actor: Who, plane: Plane) -> list[dict[str, Any]]:
+        grant(grant_id, actor, plane)
+        return plane.store.changes(grant_id)
+
+    @app.post("/grants/{grant_id}/preview")
+    def preview_grant(
+        grant_id: str, body: Samples, actor: Who, plane: Plane
+    ) -> list[dict[str, Any] | None]:
+        return plane.preview(grant(grant_id, actor, plane).grant, body.samples)
+
+    @app.post("/grants", status_code=201)
+    def request(body: GrantRequest, actor: Who, plane: Plane) -> Case:
+        return plane.request(actor, body)
+
+    @app.post("/grants/{grant_id}/{action}")
+    def act(grant_id: str, action: Action, actor: Who, plane: Plane, body: Decision) -> Case:
+        if action is Action.EXPIRE:
+            raise Forbidden("expiry happens when a grant's validity ends; revoke it instead")
+        return plane.act(actor, grant_id, action, body.reason)
+
+    @app.get("/changes")
+    def change_log(
+        actor: Who, plane: Plane, object_id: str | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        _require(actor, Role.AUTHORITY, Role.OPS)
+        return plane.store.changes(object_id, min(max(limit, 1), 1000))
+
+    @app.exception_handler(Unauthenticated)
+    async def _unauthenticated(_r: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 401, {"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(WorkflowError)
+    async def _workflow(_r: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, WorkflowError)
+        return JSONResponse({"detail": exc.message}, exc.status)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_r: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, NotFound)
+        return JSONResponse({"detail": exc.message}, 404)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_r: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        return JSONResponse({"detail": f"invalid request: {problems}"}, 422)
+
+    return app

@@ -1,0 +1,254 @@
+"""Durable state of the control plane: departments, users, resources, grants, change log.
+
+Models are stored whole as JSON next to the columns they are looked up by, so the pydantic
+model stays the one definition of each thing. Every change of a resource, grant or user is
+written to the change log (who, what, when, before and after) in the same transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, select
+from sqlalchemy.engine import Connection
+
+from services.catalog.registry_store import _build_engine
+from services.catalog.workflow import Actor, Case, Role
+from services.common.catalog import CatalogEntry, Department
+
+metadata = MetaData()
+departments = Table(
+    "departments", metadata, Column("code", String, primary_key=True), Column("body", JSON)
+)
+users = Table(
+    "users",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("department", String, nullable=False),
+    Column("role", String, nullable=False),
+    # Only a digest is kept: a leaked database does not leak working tokens.
+    Column("token_sha256", String, nullable=False, unique=True),
+)
+resources = Table(
+    "resources",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("provider", String, nullable=False, index=True),
+    Column("entry", JSON, nullable=False),
+    Column("value_schema", JSON, nullable=False),
+)
+grants = Table(
+    "grants",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("consumer", String, nullable=False, index=True),
+    Column("resource", String, nullable=False, index=True),
+    Column("state", String, nullable=False),
+    Column("body", JSON, nullable=False),
+)
+changes = Table(
+    "changes",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("object_id", String, nullable=False, index=True),
+    Column("action", String, nullable=False),
+    Column("before", JSON),
+    Column("after", JSON),
+)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _json(model: Any) -> Any:
+    return None if model is None else model.model_dump(mode="json")
+
+
+class Resource:
+    """A catalog entry with the Avro value schema it currently has."""
+
+    __slots__ = ("entry", "value_schema")
+
+    def __init__(self, entry: CatalogEntry, value_schema: dict[str, Any]) -> None:
+        self.entry = entry
+        self.value_schema = value_schema
+
+    def as_json(self) -> dict[str, Any]:
+        return {"entry": _json(self.entry), "value_schema": self.value_schema}
+
+
+class ControlStore:
+    def __init__(self, url: str) -> None:
+        self._engine = _build_engine(url)
+        self._lock = threading.Lock()  # read-check-write steps of the workflow never interleave
+        metadata.create_all(self._engine)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One unit of work: the lock held, committed at the end or rolled back."""
+        with self._lock, self._engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn:
+            yield conn
+
+    # -- change log -------------------------------------------------------------------------
+    @staticmethod
+    def log(
+        conn: Connection,
+        actor: str,
+        kind: str,
+        object_id: str,
+        action: str,
+        before: Any,
+        after: Any,
+        now: dt.datetime,
+    ) -> None:
+        conn.execute(
+            changes.insert().values(
+                at=now,
+                actor=actor,
+                kind=kind,
+                object_id=object_id,
+                action=action,
+                before=before,
+                after=after,
+            )
+        )
+
+    def changes(self, object_id: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        query = select(changes).order_by(changes.c.seq.desc()).limit(limit)
+        if object_id:
+            query = query.where(changes.c.object_id == object_id)
+        with self.reading() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [{**r, "at": r["at"].isoformat()} for r in rows]
+
+    # -- departments and users --------------------------------------------------------------
+    @staticmethod
+    def put_department(conn: Connection, code: str, department: Department) -> None:
+        conn.execute(departments.delete().where(departments.c.code == code))
+        conn.execute(departments.insert().values(code=code, body=_json(department)))
+
+    def departments(self) -> dict[str, Department]:
+        with self.reading() as conn:
+            rows = conn.execute(select(departments)).all()
+        return {r.code: Department.model_validate(r.body) for r in rows}
+
+    def add_user(
+        self, conn: Connection, name: str, department: str, role: Role, token: str | None = None
+    ) -> str:
+        """Create (or re-issue) a user's token; the clear token is returned only here."""
+        token = token or secrets.token_urlsafe(24)
+        conn.execute(users.delete().where(users.c.name == name))
+        conn.execute(
+            users.insert().values(
+                name=name, department=department, role=role.value, token_sha256=token_digest(token)
+            )
+        )
+        return token
+
+    def actor_for_token(self, token: str) -> Actor | None:
+        with self.reading() as conn:
+            row = conn.execute(
+                select(users).where(users.c.token_sha256 == token_digest(token))
+            ).first()
+        return (
+            None if row is None else Actor(user=row.name, department=row.department, role=row.role)
+        )
+
+    def users(self) -> list[Actor]:
+        with self.reading() as conn:
+            rows = conn.execute(select(users).order_by(users.c.name)).all()
+        return [Actor(user=r.name, department=r.department, role=r.role) for r in rows]
+
+    def has_users(self) -> bool:
+        with self.reading() as conn:
+            return conn.execute(select(users.c.name).limit(1)).first() is not None
+
+    # -- resources --------------------------------------------------------------------------
+    @staticmethod
+    def get_resource(conn: Connection, resource_id: str) -> Resource | None:
+        row = conn.execute(select(resources).where(resources.c.id == resource_id)).first()
+        if row is None:
+            return None
+        return Resource(CatalogEntry.model_validate(row.entry), row.value_schema)
+
+    @staticmethod
+    def put_resource(conn: Connection, resource: Resource) -> None:
+        e = resource.entry
+        conn.execute(resources.delete().where(resources.c.id == e.resource_id))
+        conn.execute(
+            resources.insert().values(
+                id=e.resource_id,
+                provider=e.provider,
+                entry=_json(e),
+                value_schema=resource.value_schema,
+            )
+        )
+
+    def resources(self) -> list[Resource]:
+        with self.reading() as conn:
+            rows = conn.execute(select(resources).order_by(resources.c.id)).all()
+        return [Resource(CatalogEntry.model_validate(r.entry), r.value_schema) for r in rows]
+
+    def resource(self, resource_id: str) -> Resource | None:
+        with self.reading() as conn:
+            return self.get_resource(conn, resource_id)
+
+    # -- grants -----------------------------------------------------------------------------
+    @staticmethod
+    def get_case(conn: Connection, grant_id: str) -> Case | None:
+        row = conn.execute(select(grants.c.body).where(grants.c.id == grant_id)).first()
+        return None if row is None else Case.model_validate(row.body)
+
+    @staticmethod
+    def put_case(conn: Connection, case: Case) -> None:
+        g = case.grant
+        conn.execute(grants.delete().where(grants.c.id == g.id))
+        conn.execute(
+            grants.insert().values(
+                id=g.id, consumer=g.consumer, resource=g.resource, state=g.state, body=_json(case)
+            )
+        )
+
+    @staticmethod
+    def find_cases(
+        conn: Connection,
+        consumer: str | None = None,
+        resource: str | None = None,
+        state: str | None = None,
+    ) -> list[Case]:
+        query = select(grants.c.body).order_by(grants.c.id)
+        if consumer:
+            query = query.where(grants.c.consumer == consumer)
+        if resource:
+            query = query.where(grants.c.resource == resource)
+        if state:
+            query = query.where(grants.c.state == state)
+        return [Case.model_validate(r.body) for r in conn.execute(query)]
+
+    def cases(
+        self, consumer: str | None = None, resource: str | None = None, state: str | None = None
+    ) -> list[Case]:
+        with self.reading() as conn:
+            return self.find_cases(conn, consumer, resource, state)
+
+    def case(self, grant_id: str) -> Case | None:
+        with self.reading() as conn:
+            return self.get_case(conn, grant_id)
