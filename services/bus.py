@@ -14,8 +14,8 @@ from services.progress import progress_line, scrape_totals
 
 
 def start_core(settings: Settings, group: ProcessGroup) -> None:
-    """Registry first (everyone needs it), then router and sink."""
-    group.start("registry")
+    """The catalog first (registry, and the grants published), then router and sink."""
+    group.start("catalog-service")
     wait_http(f"{settings.registry_url}/subjects", 30, group)
     group.start("router")
     group.start("sink")

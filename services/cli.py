@@ -36,7 +36,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _service(name: str):
     def start(args: argparse.Namespace) -> int:
-        if name == "registry":
+        if name == "catalog-service":
             from services.catalog.app import main
         elif name == "router":
             from services.router.app import main
@@ -69,13 +69,16 @@ def main(argv: list[str] | None = None) -> None:
         func=_check_config
     )
     for name, text in (
-        ("registry", "the catalog service: schema registry"),
+        ("catalog-service", "the catalog service: schema registry and control-plane API"),
         ("router", "the stream router (Faust worker)"),
         ("sink", "the central-store sink"),
         ("lag-exporter", "consumer lag of the router and sink as Prometheus metrics"),
     ):
         sub.add_parser(name, help=text).set_defaults(func=_service(name))
+    from services.control_client import add_commands
     from services.ingest.feed import add_arguments
+
+    add_commands(sub)
 
     feed = sub.add_parser("feed", help="the demo provider feed")
     add_arguments(feed)

@@ -151,7 +151,7 @@ def create_control_app(plane: ControlPlane) -> FastAPI:
     def import_(body: Files, actor: Who, plane: Plane) -> dict[str, int]:
         return plane.import_files(actor, body.files)
 
-    @app.get("/grants")
+    @app.get("/grants", response_model_exclude_none=True)
     def grants(
         actor: Who,
         plane: Plane,
@@ -162,7 +162,7 @@ def create_control_app(plane: ControlPlane) -> FastAPI:
         cases = plane.store.cases(consumer, resource, state)
         return [c for c in cases if _visible(actor, plane, c)]
 
-    @app.get("/grants/overdue")
+    @app.get("/grants/overdue", response_model_exclude_none=True)
     def late(actor: Who, plane: Plane) -> list[Case]:
         today = dt.date.today()
         return [c for c in overdue(plane.store.cases(), today) if _visible(actor, plane, c)]
@@ -175,7 +175,7 @@ def create_control_app(plane: ControlPlane) -> FastAPI:
         case = new_case(body.request, entry, actor, "preview", now, plane.calendar)
         return plane.preview(case.grant, body.samples)
 
-    @app.get("/grants/{grant_id}")
+    @app.get("/grants/{grant_id}", response_model_exclude_none=True)
     def grant(grant_id: str, actor: Who, plane: Plane) -> Case:
         case = plane.case(grant_id)
         if not _visible(actor, plane, case):
@@ -193,11 +193,11 @@ def create_control_app(plane: ControlPlane) -> FastAPI:
     ) -> list[dict[str, Any] | None]:
         return plane.preview(grant(grant_id, actor, plane).grant, body.samples)
 
-    @app.post("/grants", status_code=201)
+    @app.post("/grants", status_code=201, response_model_exclude_none=True)
     def request(body: GrantRequest, actor: Who, plane: Plane) -> Case:
         return plane.request(actor, body)
 
-    @app.post("/grants/{grant_id}/{action}")
+    @app.post("/grants/{grant_id}/{action}", response_model_exclude_none=True)
     def act(grant_id: str, action: Action, actor: Who, plane: Plane, body: Decision) -> Case:
         if action is Action.EXPIRE:
             raise Forbidden("expiry happens when a grant's validity ends; revoke it instead")
