@@ -35,6 +35,14 @@ from prometheus_client import CollectorRegistry
 
 from services.catalog.registry_server import build_registry_server
 from services.catalog.registry_store import SchemaRegistryStore
+from services.common.catalog import GrantState
+from services.common.config_files import load_catalog
+from services.common.grant_feed import (
+    GrantRecord,
+    file_grant_records,
+    publish_file_grants,
+    publish_grants,
+)
 from services.common.kafka_clients import (
     ensure_topics,
     make_admin,
@@ -82,7 +90,12 @@ def bench_config(tag: str, target: Path) -> None:
     entry = next(r for r in catalog["resources"] if r["code"] == "resident_population")
     entry["provider"] = f"psb{tag}"
     grant = next(g for g in grants["grants"] if g["id"] == "mca-resident-population")
-    grant.update(consumer=f"mca{tag}", resource=f"psb{tag}.resident_population", row_filter=None)
+    grant.update(
+        id=f"bench-{tag}",  # a key of the shared govbus.grants: never a real grant's id
+        consumer=f"mca{tag}",
+        resource=f"psb{tag}.resident_population",
+        row_filter=None,
+    )
     for sub, name, data in (
         ("catalog", "resources.yaml", {"resources": [entry]}),
         ("grants", "bench.yaml", {"grants": [grant]}),
@@ -174,13 +187,16 @@ def run_passthrough(settings: Settings, source: str, target: str, n: int) -> flo
 
 def run_router_core(settings: Settings, copy: str, source: str, n: int) -> float:
     """The router's own routing code in a confluent-kafka loop instead of the Faust agent."""
-    from services.common.config_files import load_catalog, load_grants
-
     catalog = load_catalog(settings.catalog_dir, settings.schemas_dir)
-    grants = load_grants(settings.grants_dir, catalog)
-    grants = [g.model_copy(update={"consumer": g.consumer + "core"}) for g in grants]
+    records = [
+        r.model_copy(
+            update={"grant": r.grant.model_copy(update={"consumer": r.grant.consumer + "core"})}
+        )
+        for r in file_grant_records(settings)
+    ]
+    grants = [r.grant for r in records]
     ensure_topics(make_admin(settings), [source_topic_spec(g.topic, settings) for g in grants])
-    router = build_router(settings, catalog, grants)
+    router = build_router(settings, catalog, records)
     producer = make_producer(settings)
     forwarder = BatchForwarder(
         router, producer, BusMetrics(CollectorRegistry()), audit_head(settings)
@@ -255,7 +271,13 @@ def main() -> None:
         print("passthrough ...", flush=True)
         passthrough = run_passthrough(settings, copies["passthrough"], f"bench.out.{tag}", n)
         print("router (Faust) ...", flush=True)
-        router = run_router(settings, env, n, delivery, work / "router.log")
+        # The router follows govbus.grants: the bench grant is published there, and revoked
+        # after the run. Its router group is new, so the activation backfill is empty.
+        publish_file_grants(settings)
+        try:
+            router = run_router(settings, env, n, delivery, work / "router.log")
+        finally:
+            publish_grants(settings, revoked(file_grant_records(settings)))
         print("router core on a confluent-kafka loop ...", flush=True)
         core = run_router_core(settings, copies["core"], source, n)
         result = {
@@ -278,6 +300,13 @@ def main() -> None:
     finally:
         _delete_topics(bootstrap, tag)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def revoked(records: list[GrantRecord]) -> list[GrantRecord]:
+    return [
+        r.model_copy(update={"grant": r.grant.model_copy(update={"state": GrantState.REVOKED})})
+        for r in records
+    ]
 
 
 def _delete_topics(bootstrap: str, tag: str) -> None:

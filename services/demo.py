@@ -21,8 +21,9 @@ from rich.table import Table
 
 from services.bus import start_core
 from services.common.audit import first_broken_link
-from services.common.config_files import load_catalog, load_grants
+from services.common.config_files import load_catalog
 from services.common.dead_letter import header_map
+from services.common.grant_feed import for_sources, read_grants
 from services.common.idnumbers import find_resident_ids
 from services.common.kafka_clients import (
     bus_topic_specs,
@@ -86,16 +87,20 @@ def _inject_malformed(producer: Producer, topic: str, ledger: Ledger) -> None:
 
 def run_demo(settings: Settings, events: int, seed: int, console: Console) -> int:
     catalog = load_catalog(settings.catalog_dir, settings.schemas_dir)
-    grants = load_grants(settings.grants_dir, catalog)
     admin = make_admin(settings)
     ensure_topics(admin, bus_topic_specs(settings))
     ensure_topics(admin, [source_topic_spec(e.topic, settings) for e in catalog.values()])
-    ensure_topics(admin, [delivery_topic_spec(g.topic, settings) for g in grants])
-    watched = sorted({g.topic for g in grants} | {DLQ})
-    start = end_offsets(settings, watched)
     group = ProcessGroup(settings.data_dir / "logs")
     try:
         start_core(settings, group)
+        # The grants the router follows, as the control plane published them (once the router
+        # is up: its start-up backfills are before the offsets read here).
+        records = list(
+            for_sources(read_grants(settings).values(), settings.source_pattern).values()
+        )
+        ensure_topics(admin, [delivery_topic_spec(r.grant.topic, settings) for r in records])
+        watched = sorted({r.grant.topic for r in records} | {DLQ})
+        start = end_offsets(settings, watched)
         console.print(f"publishing {events} changes ...")
         began = time.monotonic()
         ledger = publish_demo(settings, events, seed)
@@ -108,7 +113,7 @@ def run_demo(settings: Settings, events: int, seed: int, console: Console) -> in
         group.stop()
     store = CentralStore(settings.central_store_url, catalog.values(), settings.schemas_dir)
     secret = settings.mask_secret.get_secret_value().encode()
-    plans = live_plans(catalog, grants, settings.schemas_dir, secret, dt.date.today())
+    plans = live_plans(records, secret, dt.date.today())
     published = [pair for pairs in ledger.published.values() for pair in pairs]
     expected = expected_deliveries(plans, published)
     return _report(console, events, took, ledger, expected, outcome, store)

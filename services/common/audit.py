@@ -30,9 +30,14 @@ def share_record(
     resource: str,
     deliveries: list[tuple[str, Mapping[str, Any]]],
     ts_ms: int,
+    kind: str = "live",
 ) -> dict[str, Any]:
-    """One batch of deliveries under one grant: event ids and the keys as delivered (masked)."""
+    """One batch of deliveries under one grant: event ids and the keys as delivered (masked).
+
+    ``kind`` is "live" for routed changes, "backfill" for the current state sent on activation.
+    """
     return {
+        "kind": kind,
         "grant_id": grant_id,
         "consumer": consumer,
         "resource": resource,

@@ -7,17 +7,25 @@ else to compile it. The last record per id is the grant's state.
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from pydantic import ValidationError
 
 from services.common.catalog import CatalogEntry, Grant, Strict
+from services.common.config_files import load_catalog, load_grants
+from services.common.kafka_clients import bus_topic_specs, ensure_topics, make_admin
+from services.common.schemas import value_schema
 from services.common.settings import Settings
 from services.common.topic_reader import end_offsets, read_range
 from services.common.topics import GRANTS
+
+log = logging.getLogger("govbus.grants")
 
 
 class GrantRecord(Strict):
@@ -32,6 +40,23 @@ def encode(record: GrantRecord) -> bytes:
 
 def decode(raw: bytes) -> GrantRecord:
     return GrantRecord.model_validate_json(raw)
+
+
+def _decode_or_skip(raw: bytes | None, offset: int) -> GrantRecord | None:
+    """The record, or None for a tombstone or a record that does not decode (logged, skipped)."""
+    if raw is None:
+        return None
+    try:
+        return decode(raw)
+    except ValidationError as exc:
+        log.error("%s offset %d: undecodable grant record skipped: %s", GRANTS, offset, exc)
+        return None
+
+
+def for_sources(records: Iterable[GrantRecord], source_pattern: str) -> dict[str, GrantRecord]:
+    """The records on resources whose source topic matches ``source_pattern``, by grant id."""
+    pattern = re.compile(source_pattern)
+    return {r.grant.id: r for r in records if pattern.match(r.resource.topic)}
 
 
 def publish_grants(settings: Settings, records: Iterable[GrantRecord], timeout_s=30.0) -> int:
@@ -58,10 +83,29 @@ def read_grants(settings: Settings) -> dict[str, GrantRecord]:
     """Every grant's latest state, read from the start of the topic to its current end."""
     found: dict[str, GrantRecord] = {}
     for msg in read_range(settings, {}, end_offsets(settings, [GRANTS])):
-        if msg.value() is not None:
-            record = decode(msg.value())
+        record = _decode_or_skip(msg.value(), msg.offset())
+        if record is not None:
             found[record.grant.id] = record
     return found
+
+
+def file_grant_records(settings: Settings) -> list[GrantRecord]:
+    """The grants of the grant files, each with its resource and the resource's value schema."""
+    catalog = load_catalog(settings.catalog_dir, settings.schemas_dir)
+    return [
+        GrantRecord(
+            grant=g,
+            resource=catalog[g.resource],
+            value_schema=value_schema(catalog[g.resource], settings.schemas_dir),
+        )
+        for g in load_grants(settings.grants_dir, catalog)
+    ]
+
+
+def publish_file_grants(settings: Settings) -> int:
+    """Publish the grant files' grants to ``govbus.grants`` (created if missing); how many."""
+    ensure_topics(make_admin(settings), bus_topic_specs(settings))
+    return publish_grants(settings, file_grant_records(settings))
 
 
 class GrantFollower:
@@ -121,9 +165,9 @@ class GrantFollower:
                 for msg in consumer.consume(100, 0.1):
                     if msg.error():
                         continue
+                    record = _decode_or_skip(msg.value(), msg.offset())
                     with self._lock:
-                        if msg.value() is not None:
-                            record = decode(msg.value())
+                        if record is not None:
                             self._pending[record.grant.id] = record
                         self._offset = msg.offset() + 1
         finally:

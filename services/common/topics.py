@@ -5,6 +5,7 @@ from __future__ import annotations
 DLQ = "govbus.dlq"
 AUDIT = "govbus.audit"
 GRANTS = "govbus.grants"
+BACKFILLS = "govbus.backfills"  # completed backfills, keyed by grant id
 
 
 def source_topic(provider: str, resource: str) -> str:

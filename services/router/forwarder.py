@@ -14,7 +14,7 @@ from services.common.dead_letter import DeadLetter, produce_dead_letter
 from services.common.metrics import BusMetrics
 from services.common.topics import AUDIT
 from services.router.plan import DeliveryPlan
-from services.router.routing import STAGE, RawMessage, Router
+from services.router.routing import STAGE, Output, RawMessage, Router
 
 AUDIT_CHUNK = 500
 
@@ -30,6 +30,9 @@ class BatchForwarder:
         self.metrics = metrics
         self._errors: list[KafkaError] = []
         self._audit_head = audit_head  # hash of the last audit record written
+        # Per source (topic, partition): the next offset after the last message routed. The
+        # seam of a backfill (see backfill.py).
+        self.positions: dict[tuple[str, int], int] = {}
 
     def _on_delivery(self, err: KafkaError | None, _msg) -> None:
         if err is not None:
@@ -43,6 +46,7 @@ class BatchForwarder:
         shares: dict[DeliveryPlan, list[tuple[str, dict]]] = {}
         for msg in batch:
             seen[msg.topic] += 1
+            self.positions[(msg.topic, msg.partition)] = msg.offset + 1
             result = self._router.route(msg, today)
             if isinstance(result, DeadLetter):
                 produce_dead_letter(self._producer, result, self._on_delivery)
@@ -56,16 +60,27 @@ class BatchForwarder:
         self._audit(shares)
         self._count(today, seen, routed, dead, delivered)
 
-    def _audit(self, shares: dict[DeliveryPlan, list[tuple[str, dict]]]) -> None:
+    def deliver_backfill(self, plan: DeliveryPlan, outputs: list[Output]) -> None:
+        """Produce a grant's backfill and its audit records (kind "backfill"); await the acks."""
+        for out in outputs:
+            self._produce(out.plan.topic, out.value, out.key)
+        self._audit({plan: [(o.event_id, o.record_key) for o in outputs]}, kind="backfill")
+        self.metrics.events_out.labels(plan.grant.consumer, plan.grant.resource).inc(len(outputs))
+        self.wait_acknowledged()
+
+    def produce(self, topic: str, value: bytes, key: bytes) -> None:
+        """Queue one record with the batch's producer; acknowledged by ``wait_acknowledged``."""
+        self._produce(topic, value, key)
+
+    def _audit(self, shares: dict[DeliveryPlan, list[tuple[str, dict]]], kind="live") -> None:
         """One chained audit record per grant and batch, acknowledged with the batch."""
         now_ms = int(time.time() * 1000)
         for plan, deliveries in shares.items():
             g = plan.grant
             # Chunks keep a record far below the broker's message size, whatever the batch size.
             for i in range(0, len(deliveries), AUDIT_CHUNK):
-                body = share_record(
-                    g.id, g.consumer, g.resource, deliveries[i : i + AUDIT_CHUNK], now_ms
-                )
+                chunk = deliveries[i : i + AUDIT_CHUNK]
+                body = share_record(g.id, g.consumer, g.resource, chunk, now_ms, kind)
                 record = seal(body, self._audit_head)
                 self._audit_head = record["hash"]
                 self._produce(AUDIT, json.dumps(record, ensure_ascii=False).encode(), g.id.encode())

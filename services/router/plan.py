@@ -10,13 +10,13 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from services.common.catalog import CatalogEntry, Grant
+from services.common.grant_feed import GrantRecord
 from services.common.masking import MaskSpec, build_masker, consumer_key, output_type
 from services.common.rowfilter import compile_filter
-from services.common.schemas import field_types, value_schema
+from services.common.schemas import field_types
 
 KEEP = MaskSpec(method="keep")
 Masker = Callable[[Any], Any] | None  # None: deliver the value unchanged
@@ -131,18 +131,13 @@ def plan_delivery(plan: DeliveryPlan, event: Mapping[str, Any]) -> Delivery | No
 
 
 def live_plans(
-    catalog: Mapping[str, CatalogEntry],
-    grants: Iterable[Grant],
-    schemas_dir: Path,
-    master_secret: bytes,
-    today: dt.date,
+    records: Iterable[GrantRecord], master_secret: bytes, today: dt.date
 ) -> list[DeliveryPlan]:
+    """Plans of the grants live today, each compiled with the value schema of its record."""
     return [
-        compile_plan(
-            g, catalog[g.resource], value_schema(catalog[g.resource], schemas_dir), master_secret
-        )
-        for g in grants
-        if g.is_live(today)
+        compile_plan(r.grant, r.resource, r.value_schema, master_secret)
+        for r in records
+        if r.grant.is_live(today)
     ]
 
 

@@ -25,6 +25,7 @@ import yaml
 
 from services.catalog.registry_server import build_registry_server
 from services.catalog.registry_store import SchemaRegistryStore
+from services.common.grant_feed import publish_file_grants
 from services.common.settings import REPO_ROOT, Settings
 from services.launcher import ProcessGroup
 
@@ -110,6 +111,8 @@ def _tagged_config(tag: str, target: Path) -> None:
     for r in catalog["resources"]:
         r["provider"] = f"{r['provider']}_{tag}"
     for g in grants["grants"]:
+        # Grant ids are keys of the shared govbus.grants and govbus.backfills topics.
+        g["id"] = f"{g['id']}-{tag}"
         g["consumer"] = f"{g['consumer']}_{tag}"
         provider, code = g["resource"].split(".")
         g["resource"] = f"{provider}_{tag}.{code}"
@@ -167,6 +170,8 @@ def bus(kafka_bootstrap: str, registry_url: str, tmp_path: Path) -> Iterator[Bus
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOVBUS_")}
     env.update({f"GOVBUS_{k.upper()}": v for k, v in values.items()})
     bus = Bus(tag, Settings(**values), ProcessGroup(tmp_path / "logs", env))
+    # What the control plane does on its start-up: the test's grants, on govbus.grants.
+    publish_file_grants(bus.settings)
     yield bus
     bus.processes.stop()
     shutil.rmtree(tmp_path / "data", ignore_errors=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from confluent_kafka import Message
 from prometheus_client import CollectorRegistry
 
-from services.common.config_files import load_catalog, load_grants
+from services.common.grant_feed import GrantRecord, for_sources, read_grants
 from services.common.kafka_clients import make_producer
 from services.common.lag import wait_caught_up
 from services.common.metrics import BusMetrics
@@ -59,11 +59,14 @@ def publish(settings: Settings, changes: Iterable[Change]) -> list[Published]:
     return out
 
 
+def grant_records(settings: Settings) -> dict[str, GrantRecord]:
+    """The latest record of every grant on the test's own resources, from govbus.grants."""
+    return for_sources(read_grants(settings).values(), settings.source_pattern)
+
+
 def plans(settings: Settings) -> list[DeliveryPlan]:
-    catalog = load_catalog(settings.catalog_dir, settings.schemas_dir)
     secret = settings.mask_secret.get_secret_value().encode()
-    grants = load_grants(settings.grants_dir, catalog)
-    return live_plans(catalog, grants, settings.schemas_dir, secret, dt.date.today())
+    return live_plans(grant_records(settings).values(), secret, dt.date.today())
 
 
 def expected(settings: Settings, published: list[Published]) -> dict[str, set[str]]:

@@ -4,20 +4,32 @@ import datetime as dt
 import struct
 
 from services.common.dead_letter import DeadLetter
+from services.common.masking import MaskSpec
 from services.common.schemas import envelope_schema, source_schema, value_schema
 from services.common.topics import value_subject
 from services.router.routing import RawMessage, Router
-from tests.unit.fixtures import RESIDENTS, SCHEMAS, catalog, codec, envelope, grants, resident
+from tests.unit.fixtures import (
+    RESIDENTS,
+    SCHEMAS,
+    catalog,
+    codec,
+    envelope,
+    grant,
+    grants,
+    resident,
+)
 
 TODAY = dt.date(2026, 11, 26)
 TOPIC = "gov.psb.resident_population"
+SECRET = b"unit-test-master-secret"
+HMAC = MaskSpec(method="hmac")
 
 
 def make_router():
     c = codec()
     router = Router(catalog().values(), c)
     for g in grants():
-        router.add_grant(g, SCHEMAS, b"unit-test-master-secret")
+        router.add_grant(g, value_schema(catalog()[g.resource], SCHEMAS), SECRET)
     entry = catalog()[RESIDENTS]
     encode = c.encoder(
         value_subject(TOPIC), envelope_schema(value_schema(entry, SCHEMAS), source_schema(SCHEMAS))
@@ -91,3 +103,54 @@ def test_truncated_avro_is_dead_lettered():
     router, _, encode = make_router()
     data = encode(envelope("c", after=resident()))
     assert _reason(router.route(msg(data[:20]), TODAY)) == "malformed_avro"
+
+
+def _topics(outputs) -> list[str]:
+    return sorted(o.plan.topic for o in outputs)
+
+
+def test_a_grant_is_replaced_by_new_terms_and_removed():
+    router, c, encode = make_router()
+    child = encode(envelope("c", after=resident(birth_date="2015-03-02")))
+    mca = grant("mca-resident-population")
+    narrower = mca.model_copy(
+        update={"fields": ("id_number", "region_code"), "masking": {"id_number": HMAC}}
+    )
+    router.add_grant(narrower, value_schema(catalog()[RESIDENTS], SCHEMAS), SECRET)
+    outputs = router.route(msg(child), TODAY)
+    assert _topics(outputs) == [
+        "deliver.edu.resident_population",
+        "deliver.mca.resident_population",
+    ]  # replaced, not doubled
+    (mca_out,) = [o for o in outputs if o.plan.grant.id == mca.id]
+    assert set(c.decode(mca_out.value)["record"]) == {"id_number", "region_code"}
+
+    assert router.remove_grant(mca.id).plan.grant == narrower
+    assert router.remove_grant(mca.id) is None
+    assert router.route_of(mca.id) is None
+    assert _topics(router.route(msg(child), TODAY)) == ["deliver.edu.resident_population"]
+    assert mca.id not in {g.id for g in router.grants()}
+
+
+def test_a_grant_on_a_resource_only_its_record_names_makes_the_topic_a_source():
+    router, c, _ = make_router()
+    entry = catalog()[RESIDENTS].model_copy(update={"provider": "psbnew"})
+    moved = grant("mca-resident-population", id="mca-new", resource=entry.resource_id)
+    schema = value_schema(entry, SCHEMAS)
+    router.add_grant(moved, schema, SECRET, entry)
+    encode = c.encoder(value_subject(entry.topic), envelope_schema(schema, source_schema(SCHEMAS)))
+    outputs = router.route(msg(encode(envelope("c", after=resident())), entry.topic), TODAY)
+    assert [o.plan.grant.id for o in outputs] == ["mca-new"]
+
+
+def test_a_new_field_of_the_providers_schema_is_not_delivered():
+    """The record's value schema gained a field: the grant still gets only its own fields."""
+    router, c, _ = make_router()
+    evolved = value_schema(catalog()[RESIDENTS], SCHEMAS)
+    evolved["fields"].append({"name": "note", "type": "string", "default": ""})
+    router.add_grant(grant("mca-resident-population"), evolved, SECRET)
+    encode = c.encoder(value_subject(TOPIC), envelope_schema(evolved, source_schema(SCHEMAS)))
+    event = envelope("c", after={**resident(), "note": "SECRET-NOTE-42"})
+    (out,) = router.route(msg(encode(event)), TODAY)
+    assert "note" not in c.decode(out.value)["record"]
+    assert b"SECRET-NOTE-42" not in out.value + out.key

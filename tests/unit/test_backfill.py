@@ -1,0 +1,88 @@
+"""Backfill on activation, the pure part: the seam and the current state a consumer receives."""
+
+from __future__ import annotations
+
+from services.common.schemas import value_schema
+from services.router.backfill import backfill_deliveries, latest_states, seam, snapshot_event
+from services.router.plan import compile_plan
+from tests.unit.fixtures import RESIDENTS, SCHEMAS, catalog, envelope, grant, resident
+
+TOPIC = "gov.psb.resident_population"
+P0, P1, P2 = (TOPIC, 0), (TOPIC, 1), (TOPIC, 2)
+
+
+def test_seam_is_the_routed_position_else_the_committed_offset_else_the_beginning():
+    routed = {P0: 120}
+    committed = {P0: 100, P1: 57, P2: -1001}  # -1001: librdkafka's "no committed offset"
+    assert seam([P0, P1, P2], routed, committed) == {P0: 120, P1: 57, P2: 0}
+    assert seam([P0, P1], {}, {}) == {P0: 0, P1: 0}
+
+
+def _plan():
+    entry = catalog()[RESIDENTS]
+    return compile_plan(
+        grant("mca-resident-population"),
+        entry,
+        value_schema(entry, SCHEMAS),
+        b"unit-test-master-secret",
+    )
+
+
+def _changes():
+    """Key by key: what happened to each record below the seam."""
+    a, a2 = resident(), resident(phone="13900000000", name="王建军")
+    b = resident(id_number="340104201001010012", name="李四")
+    out_of_region = resident(id_number="340204198001010011", region_code="340204")
+    leaves = resident(id_number="340104198001010027")
+    back = resident(id_number="340104198501010015", name="赵六")
+    return [
+        (b"a", envelope("c", after=a)),
+        (b"b", envelope("c", after=b)),
+        (b"x", envelope("c", after=out_of_region)),
+        (b"l", envelope("c", after=leaves)),
+        (b"a", envelope("u", before=a, after=a2)),  # updated: the update is the state
+        (b"b", envelope("d", before=b)),  # deleted: gone
+        (b"l", envelope("u", before=leaves, after={**leaves, "household_type": "其他"})),
+        (b"r", envelope("d", before=back)),  # deleted, then created again
+        (b"r", envelope("c", after=back)),
+    ]
+
+
+def test_latest_state_keeps_the_last_change_per_key_and_drops_deleted_keys():
+    changes = _changes()
+    latest = latest_states(changes)
+    assert set(latest) == {b"a", b"x", b"l", b"r"}
+    assert latest[b"a"] is changes[4][1]
+    assert latest[b"r"] is changes[8][1]
+
+
+def test_backfill_is_the_current_state_filtered_and_masked_as_op_r():
+    changes = _changes()
+    planned = backfill_deliveries(_plan(), latest_states(changes).values())
+    assert planned.failures == []
+    by_event = {d.value["event_id"]: d for d in planned.deliveries}
+    # Out of the filter's region, or moved out of its household types: not delivered.
+    assert set(by_event) == {changes[4][1]["event_id"], changes[8][1]["event_id"]}
+    a = by_event[changes[4][1]["event_id"]]
+    assert a.value["op"] == "r" and a.value["grant_id"] == "mca-resident-population"
+    assert a.value["ts_ms"] == changes[4][1]["ts_ms"]
+    record = a.value["record"]
+    assert set(record) == {n for n, _ in _plan().fields}
+    assert record["name"] != "王建军" and record["name"].startswith("王")  # partial
+    assert record["birth_date"] == "1986-05"  # generalized to year-month
+    assert len(record["id_number"]) == 32 and record["id_number"] != resident()["id_number"]
+    assert a.key == {"id_number": record["id_number"]}
+
+
+def test_a_snapshot_read_carries_the_latest_change_s_after_and_id():
+    change = envelope("u", before=resident(), after=resident(name="王二"))
+    snap = snapshot_event(change)
+    assert snap["op"] == "r" and snap["before"] is None
+    assert snap["after"] == change["after"] and snap["event_id"] == change["event_id"]
+
+
+def test_a_record_the_plan_cannot_deliver_is_reported_not_raised():
+    broken = envelope("c", after={k: v for k, v in resident().items() if k != "gender"})
+    planned = backfill_deliveries(_plan(), [broken])
+    assert planned.deliveries == []
+    assert planned.failures and planned.failures[0][0] == broken["event_id"]
