@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
+from services.catalog.compatibility import Incompatibility, details
 from services.catalog.registry_errors import (
     InvalidCompatibilityError,
     InvalidSchemaError,
@@ -61,6 +62,7 @@ Store = Annotated[SchemaRegistryStore, Depends(_store)]
 Deleted = Annotated[bool, Query()]
 Offset = Annotated[int, Query()]
 Limit = Annotated[int, Query()]
+Verbose = Annotated[bool, Query()]
 
 router = APIRouter()
 
@@ -220,6 +222,33 @@ def delete_version(subject: str, version: str, store: Store, permanent: bool = F
     return store.delete_version(subject, _version(version), permanent=permanent)
 
 
+def _compatibility_json(
+    mode: str, problems: list[Incompatibility], verbose: bool
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"is_compatible": not problems}
+    if verbose:
+        body["messages"] = details(problems, mode) if problems else []
+    return body
+
+
+@router.post("/compatibility/subjects/{subject}/versions/{version}")
+def compatibility_with_version(
+    subject: str, version: str, body: SchemaBody, store: Store, verbose: Verbose = False
+) -> dict[str, Any]:
+    """Would this schema evolve that one version under the subject's level?"""
+    mode, problems = store.test_compatibility(subject, _schema_text(body), _version(version))
+    return _compatibility_json(mode, problems, verbose)
+
+
+@router.post("/compatibility/subjects/{subject}/versions")
+def compatibility_with_versions(
+    subject: str, body: SchemaBody, store: Store, verbose: Verbose = False
+) -> dict[str, Any]:
+    """Would registering this schema pass: latest, or every version if transitive."""
+    mode, problems = store.test_compatibility(subject, _schema_text(body))
+    return _compatibility_json(mode, problems, verbose)
+
+
 def _level(body: ConfigBody) -> str:
     level = body.compatibility or body.compatibility_level
     if not level:
@@ -264,7 +293,7 @@ def _error(status: int, error_code: int, message: str) -> RegistryJSONResponse:
 
 async def _registry_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RegistryError)
-    return _error(exc.error_code // 100, exc.error_code, exc.message)
+    return _error(exc.http_status, exc.error_code, exc.message)
 
 
 async def _http_error(_request: Request, exc: Exception) -> Response:

@@ -12,6 +12,11 @@ class RegistryError(Exception):
         super().__init__(message)
         self.message = message
 
+    @property
+    def http_status(self) -> int:
+        # Confluent codes are the HTTP status plus two digits, except a bare 409.
+        return self.error_code if self.error_code < 1000 else self.error_code // 100
+
 
 class SubjectNotFoundError(RegistryError):
     error_code = 40401
@@ -35,6 +40,10 @@ class SubjectNotSoftDeletedError(RegistryError):
 
 class SubjectConfigNotFoundError(RegistryError):
     error_code = 40408
+
+
+class IncompatibleSchemaError(RegistryError):
+    error_code = 409
 
 
 class InvalidSchemaError(RegistryError):

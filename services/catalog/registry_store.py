@@ -36,7 +36,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.pool import StaticPool
 
+from services.catalog import compatibility
+from services.catalog.compatibility import Incompatibility
 from services.catalog.registry_errors import (
+    IncompatibleSchemaError,
     InvalidCompatibilityError,
     InvalidSchemaError,
     SchemaNotFoundError,
@@ -49,17 +52,7 @@ from services.catalog.registry_errors import (
 
 GLOBAL_CONFIG_KEY = "__GLOBAL__"
 DEFAULT_COMPATIBILITY = "BACKWARD"
-COMPATIBILITY_LEVELS = frozenset(
-    {
-        "BACKWARD",
-        "BACKWARD_TRANSITIVE",
-        "FORWARD",
-        "FORWARD_TRANSITIVE",
-        "FULL",
-        "FULL_TRANSITIVE",
-        "NONE",
-    }
-)
+COMPATIBILITY_LEVELS = frozenset(compatibility.MODES)
 SUPPORTED_SCHEMA_TYPES = ("AVRO",)
 Latest = Literal["latest"]
 
@@ -198,6 +191,25 @@ def _subject_version(
     return SubjectVersion(subject, number, _to_schema(row), row.deleted)
 
 
+def _live_schemas(conn: Connection, subject: str) -> dict[int, str]:
+    """Version -> schema text of a subject's versions that are not deleted."""
+    query = (
+        select(versions_table.c.version, schemas_table.c.schema_text)
+        .join(schemas_table, schemas_table.c.id == versions_table.c.schema_id)
+        .where(versions_table.c.subject == subject, versions_table.c.deleted.is_(False))
+        .order_by(versions_table.c.version)
+    )
+    return {r.version: r.schema_text for r in conn.execute(query)}
+
+
+def _compatibility(conn: Connection, subject: str | None) -> str:
+    """A subject's own level if set, else the global one, else BACKWARD."""
+    keys = [GLOBAL_CONFIG_KEY] if subject is None else [subject, GLOBAL_CONFIG_KEY]
+    query = select(config_table).where(config_table.c.subject.in_(keys))
+    levels = {r.subject: r.compatibility for r in conn.execute(query)}
+    return next((levels[k] for k in keys if k in levels), DEFAULT_COMPATIBILITY)
+
+
 def _schema_id_for(conn: Connection, parsed: ParsedSchema) -> int:
     found = conn.execute(
         select(schemas_table.c.id).where(schemas_table.c.fingerprint == parsed.fingerprint)
@@ -243,7 +255,9 @@ class SchemaRegistryStore:
             conn.execute(text("SELECT 1"))
 
     def register(self, subject: str, schema_str: str, schema_type: str = "AVRO") -> tuple[int, int]:
-        """Register a schema under a subject; returns (global id, version), idempotently."""
+        """Register a schema under a subject; returns (global id, version), idempotently.
+
+        A new version must pass the subject's compatibility level (IncompatibleSchemaError)."""
         check_schema_type(schema_type)
         parsed = parse_avro(schema_str)
         with self._writing() as conn:
@@ -257,6 +271,15 @@ class SchemaRegistryStore:
             ).scalar()
             if existing is not None:
                 return schema_id, existing
+            # Checked in the same transaction as the insert, so no registration slips between.
+            mode = _compatibility(conn, subject)
+            problems = compatibility.check(mode, parsed.text, _live_schemas(conn, subject))
+            if problems:
+                details = ", ".join(compatibility.details(problems, mode))
+                raise IncompatibleSchemaError(
+                    "Schema being registered is incompatible with an earlier schema for "
+                    f'subject "{subject}", details: [{details}]'
+                )
             # Versions keep counting past soft-deleted ones, as in Confluent's registry.
             rows = _version_rows(conn, subject)
             version = rows[-1].version + 1 if rows else 1
@@ -389,15 +412,26 @@ class SchemaRegistryStore:
                 conn.execute(versions_table.update().where(where).values(deleted=True))
         return found.version
 
-    # Compatibility levels are stored and reported; checking them comes later.
+    def test_compatibility(
+        self, subject: str, schema_str: str, version: int | Latest | None = None
+    ) -> tuple[str, list[Incompatibility]]:
+        """(level, problems) of a candidate schema against one version of a subject, or with
+        None against the versions registering would check. Nothing to check is compatible."""
+        parsed = parse_avro(schema_str)
+        with self._reading() as conn:
+            mode = _compatibility(conn, subject)
+            previous = _live_schemas(conn, subject)
+            if isinstance(version, int):
+                found = _subject_version(conn, subject, version, include_deleted=False)
+                previous = {found.version: found.schema.schema}
+            elif version == "latest":
+                previous = dict(list(previous.items())[-1:])
+        return mode, compatibility.check(mode, parsed.text, previous)
 
     def get_compatibility(self, subject: str | None = None) -> str:
         """A subject's own level if set, else the global one, else BACKWARD."""
-        keys = [GLOBAL_CONFIG_KEY] if subject is None else [subject, GLOBAL_CONFIG_KEY]
-        query = select(config_table).where(config_table.c.subject.in_(keys))
         with self._reading() as conn:
-            levels = {r.subject: r.compatibility for r in conn.execute(query)}
-        return next((levels[k] for k in keys if k in levels), DEFAULT_COMPATIBILITY)
+            return _compatibility(conn, subject)
 
     def set_compatibility(self, level: str, subject: str | None = None) -> str:
         level = level.upper()

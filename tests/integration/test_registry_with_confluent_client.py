@@ -174,3 +174,59 @@ def test_ids_survive_a_restart(start_registry: StartRegistry, tmp_path: Path) ->
         assert second.register_schema(SUBJECT, Schema(RESIDENT, "AVRO")) == schema_id
         assert second.get_latest_version(SUBJECT).schema_id == schema_id
         assert second.get_compatibility(SUBJECT) == "NONE"
+
+
+def _resident(*extra: dict, drop: str = "") -> Schema:
+    fields = [f for f in json.loads(RESIDENT)["fields"] if f["name"] != drop]
+    return Schema(json.dumps({**json.loads(RESIDENT), "fields": [*fields, *extra]}), "AVRO")
+
+
+PHONE_DEFAULTED = {"name": "phone", "type": ["null", "string"], "default": None}
+PHONE_REQUIRED = {"name": "phone", "type": "string"}
+
+
+def test_compatible_evolution_registers(client: SchemaRegistryClient) -> None:
+    subject = "compat-evolves-value"
+    first = client.register_schema(subject, _resident())
+    second = client.register_schema(subject, _resident(PHONE_DEFAULTED))
+    assert second != first
+    assert client.get_latest_version(subject).version == 2
+
+
+def test_incompatible_schema_is_refused_with_409_naming_the_field(
+    client: SchemaRegistryClient,
+) -> None:
+    subject = "compat-refused-value"
+    client.register_schema(subject, _resident())
+    with pytest.raises(SchemaRegistryError) as refused:
+        client.register_schema(subject, _resident(PHONE_REQUIRED))
+    assert (refused.value.http_status_code, refused.value.error_code) == (409, 409)
+    assert "'phone'" in refused.value.error_message
+    assert "READER_FIELD_MISSING_DEFAULT_VALUE" in refused.value.error_message
+    assert client.get_versions(subject) == [1]
+
+
+def test_full_refuses_a_change_that_is_only_backward_compatible(
+    client: SchemaRegistryClient,
+) -> None:
+    backward_only = _resident(drop="name")  # old readers need "name", which has no default
+    plain, full = "compat-backward-value", "compat-full-value"
+    for subject in (plain, full):
+        client.register_schema(subject, _resident())
+    assert client.set_compatibility(full, "FULL") == {"compatibility": "FULL"}
+    assert client.register_schema(plain, backward_only) > 0
+    with pytest.raises(SchemaRegistryError) as refused:
+        client.register_schema(full, backward_only)
+    assert (refused.value.http_status_code, refused.value.error_code) == (409, 409)
+    assert "'name'" in refused.value.error_message and "old schema" in refused.value.error_message
+
+
+def test_test_compatibility_answers_true_and_false(client: SchemaRegistryClient) -> None:
+    subject = "compat-test-value"
+    client.register_schema(subject, _resident())
+    assert client.test_compatibility(subject, _resident(PHONE_DEFAULTED)) is True
+    assert client.test_compatibility(subject, _resident(PHONE_REQUIRED)) is False
+    assert client.test_compatibility(subject, _resident(PHONE_REQUIRED), version=1) is False
+    assert client.test_compatibility_all_versions(subject, _resident(drop="age")) is True
+    client.set_compatibility(subject, "FORWARD")
+    assert client.test_compatibility(subject, _resident(drop="age"), verbose=True) is False

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from httpx import Response
 
 from services.catalog.registry_api import REGISTRY_MEDIA_TYPE, create_registry_app
 from services.catalog.registry_store import SchemaRegistryStore
@@ -261,6 +262,7 @@ def test_schema_types_health_and_root(client: TestClient) -> None:
 
 def test_concurrent_registrations_get_distinct_versions(tmp_path: Path) -> None:
     store = SchemaRegistryStore(f"sqlite:///{tmp_path / 'reg.db'}")
+    store.set_compatibility("NONE", SUBJECT)  # the renamed records are not evolutions
     schemas = [json.dumps({**PERSON, "name": f"R{i}"}) for i in range(16)]
     try:
         with ThreadPoolExecutor(max_workers=8) as pool:
@@ -269,3 +271,88 @@ def test_concurrent_registrations_get_distinct_versions(tmp_path: Path) -> None:
         store.close()
     assert sorted(version for _, version in results) == list(range(1, 17))
     assert len({schema_id for schema_id, _ in results}) == 16
+
+
+PERSON_PHONE = {**PERSON, "fields": [*PERSON["fields"], {"name": "phone", "type": "string"}]}
+REGION = {"name": "region", "type": "string"}
+# Backward-compatible with REGION_DEFAULTED (it has region), not with PERSON (it has none).
+REGION_DEFAULTED = {**PERSON, "fields": [*PERSON["fields"], {**REGION, "default": ""}]}
+REGION_REQUIRED = {**PERSON, "fields": [*PERSON["fields"], REGION]}
+
+
+def post_schema(client: TestClient, path: str, schema: object) -> Response:
+    return client.post(path, content=json.dumps({"schema": json.dumps(schema)}), headers=HEADERS)
+
+
+def test_incompatible_schema_is_409_naming_field_and_rule(client: TestClient) -> None:
+    register(client, SUBJECT, PERSON)
+    response = post_schema(client, f"/subjects/{SUBJECT}/versions", PERSON_PHONE)
+    assert_error(response, 409, 409)
+    message = response.json()["message"]
+    assert message.startswith(
+        f'Schema being registered is incompatible with an earlier schema for subject "{SUBJECT}"'
+    )
+    assert "READER_FIELD_MISSING_DEFAULT_VALUE" in message and "'phone'" in message
+    assert "{oldSchemaVersion: 1}" in message and "{compatibility: 'BACKWARD'}" in message
+    # Nothing of the refused schema is kept.
+    assert client.get(f"/subjects/{SUBJECT}/versions").json() == [1]
+    assert_error(client.get("/schemas/ids/2"), 404, 40403)
+
+
+def test_subject_level_overrides_global_and_none_checks_nothing(client: TestClient) -> None:
+    register(client, SUBJECT, PERSON)
+    client.put("/config", json={"compatibility": "NONE"})
+    client.put(f"/config/{SUBJECT}", json={"compatibility": "FORWARD"})
+    assert register(client, SUBJECT, PERSON_PHONE)["version"] == 2  # forward-compatible
+    dropped_age = {**PERSON, "fields": PERSON["fields"][:1]}
+    refused = post_schema(client, f"/subjects/{SUBJECT}/versions", dropped_age)
+    assert_error(refused, 409, 409)
+    assert "'age'" in refused.json()["message"]
+    client.delete(f"/config/{SUBJECT}")
+    assert register(client, SUBJECT, dropped_age)["version"] == 3  # global NONE
+
+
+def test_registering_an_existing_schema_again_skips_the_check(client: TestClient) -> None:
+    first = register(client, SUBJECT, PERSON)
+    client.put(f"/config/{SUBJECT}", json={"compatibility": "NONE"})
+    register(client, SUBJECT, {**PERSON, "fields": [{"name": "other", "type": "long"}]})
+    client.put(f"/config/{SUBJECT}", json={"compatibility": "FULL_TRANSITIVE"})
+    again = register(client, SUBJECT, PERSON)
+    assert (again["id"], again["version"]) == (first["id"], 1)
+
+
+def test_deleted_versions_are_not_checked_against(client: TestClient) -> None:
+    register(client, SUBJECT, PERSON)
+    register(client, SUBJECT, REGION_DEFAULTED)
+    check_all = f"/compatibility/subjects/{SUBJECT}/versions"
+    assert post_schema(client, check_all, REGION_REQUIRED).json() == {"is_compatible": True}
+    assert client.delete(f"/subjects/{SUBJECT}/versions/2").json() == 2
+    assert_error(post_schema(client, f"/subjects/{SUBJECT}/versions", REGION_REQUIRED), 409, 409)
+
+
+def test_compatibility_endpoint_against_latest_a_version_or_all(client: TestClient) -> None:
+    base = f"/compatibility/subjects/{SUBJECT}/versions"
+    assert post_schema(client, f"{base}/latest", PERSON_PHONE).json() == {"is_compatible": True}
+    register(client, SUBJECT, PERSON)
+    register(client, SUBJECT, PERSON_V2)
+    assert post_schema(client, f"{base}/latest", PERSON_V2).json() == {"is_compatible": True}
+    refused = post_schema(client, f"{base}/1?verbose=True&normalize=False", PERSON_PHONE).json()
+    assert refused["is_compatible"] is False
+    assert "READER_FIELD_MISSING_DEFAULT_VALUE" in refused["messages"][0]
+    assert "'phone'" in refused["messages"][0]
+    ok = post_schema(client, f"{base}/latest?verbose=true", PERSON_V2).json()
+    assert ok == {"is_compatible": True, "messages": []}
+    assert_error(post_schema(client, f"{base}/9", PERSON), 404, 40402)
+    assert_error(post_schema(client, "/compatibility/subjects/nope/versions/1", PERSON), 404, 40401)
+    assert_error(post_schema(client, f"{base}/latest", {"type": "nope"}), 422, 42201)
+
+
+def test_compatibility_endpoint_for_all_versions_follows_transitivity(client: TestClient) -> None:
+    base = f"/compatibility/subjects/{SUBJECT}/versions"
+    register(client, SUBJECT, PERSON)
+    register(client, SUBJECT, REGION_DEFAULTED)
+    assert post_schema(client, base, REGION_REQUIRED).json() == {"is_compatible": True}
+    client.put(f"/config/{SUBJECT}", json={"compatibility": "BACKWARD_TRANSITIVE"})
+    assert post_schema(client, base, REGION_REQUIRED).json() == {"is_compatible": False}
+    # Against one named version only that version counts, whatever the mode.
+    assert post_schema(client, f"{base}/2", REGION_REQUIRED).json() == {"is_compatible": True}
