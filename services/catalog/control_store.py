@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, select
 from sqlalchemy.engine import Connection
 
-from services.catalog.registry_store import _build_engine
 from services.catalog.workflow import Actor, Case, Role
 from services.common.catalog import CatalogEntry, Department
+from services.common.sql import build_engine
 
 metadata = MetaData()
 departments = Table(
@@ -89,7 +89,7 @@ class Resource:
 
 class ControlStore:
     def __init__(self, url: str) -> None:
-        self._engine = _build_engine(url)
+        self._engine = build_engine(url)
         self._lock = threading.Lock()  # read-check-write steps of the workflow never interleave
         metadata.create_all(self._engine)
 

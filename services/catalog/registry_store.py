@@ -13,28 +13,22 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import fastavro
 from sqlalchemy import (
     Boolean,
     Column,
-    Engine,
     ForeignKey,
     Integer,
     MetaData,
     String,
     Table,
     Text,
-    create_engine,
-    event,
-    make_url,
     select,
     text,
 )
 from sqlalchemy.engine import Connection, Row
-from sqlalchemy.pool import StaticPool
 
 from services.catalog import compatibility
 from services.catalog.compatibility import Incompatibility
@@ -49,6 +43,7 @@ from services.catalog.registry_errors import (
     SubjectSoftDeletedError,
     VersionNotFoundError,
 )
+from services.common.sql import build_engine
 
 GLOBAL_CONFIG_KEY = "__GLOBAL__"
 DEFAULT_COMPATIBILITY = "BACKWARD"
@@ -131,30 +126,6 @@ def check_schema_type(schema_type: str) -> None:
         raise InvalidSchemaError(f"Unsupported schema type {schema_type!r}; only AVRO")
 
 
-def _build_engine(url: str) -> Engine:
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
-    database = parsed.database or ""
-    in_memory = database in ("", ":memory:") or "mode=memory" in database
-    if not in_memory:
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    # FastAPI runs sync endpoints on a thread pool; one shared connection is the only way an
-    # in-memory database is visible to every thread, and the store's lock serialises use.
-    pool = {"poolclass": StaticPool} if in_memory else {}
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
-    event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
-
-
-def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
-    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
-    cursor.execute("PRAGMA foreign_keys=ON")
-    # WAL lets readers go on while a registration commits.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.close()
-
-
 def _to_schema(row: Row) -> StoredSchema:
     return StoredSchema(row.id, row.guid, row.schema_type, row.schema_text)
 
@@ -231,7 +202,7 @@ class SchemaRegistryStore:
     """Schemas (global ids) and the subject versions that point at them, in one SQL database."""
 
     def __init__(self, url: str) -> None:
-        self._engine = _build_engine(url)
+        self._engine = build_engine(url)
         # Check-then-insert (same schema? next version?) must not interleave, and an
         # in-memory SQLite database is one connection shared by all threads.
         self._lock = threading.Lock()

@@ -24,7 +24,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
     func,
     select,
 )
@@ -32,6 +31,7 @@ from sqlalchemy.engine import Engine
 
 from services.common.catalog import CatalogEntry
 from services.common.schemas import value_schema
+from services.common.sql import build_engine
 
 AVRO_SQL = {
     "string": Text,
@@ -129,9 +129,7 @@ def _insert(engine: Engine, table: Table):
 
 class CentralStore:
     def __init__(self, url: str, catalog: Iterable[CatalogEntry], schemas_dir: Path) -> None:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(url)
+        self.engine = build_engine(url)
         self._metadata = MetaData()
         self.resources = {e.resource_id: _tables(self._metadata, e, schemas_dir) for e in catalog}
         self._metadata.create_all(self.engine)
