@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -46,9 +48,7 @@ def demo_changes(tag: str, n: int, seed: int = 7) -> list[Change]:
     return [tagged(c, tag) for c in DemoFeed(seed=seed).changes(n)]
 
 
-def publish(settings: Settings, changes: Iterable[Change]) -> list[Published]:
-    producer = make_producer(settings)
-    publisher = build_publisher(settings, BusMetrics(CollectorRegistry()), producer)
+def _publish_with(publisher, producer, changes: Iterable[Change]) -> list[Published]:
     out = []
     for change in changes:
         event_id = publisher.publish(change)
@@ -57,6 +57,54 @@ def publish(settings: Settings, changes: Iterable[Change]) -> list[Published]:
         producer.poll(0)
     assert producer.flush(60) == 0
     return out
+
+
+def publish(settings: Settings, changes: Iterable[Change]) -> list[Published]:
+    producer = make_producer(settings)
+    publisher = build_publisher(settings, BusMetrics(CollectorRegistry()), producer)
+    return _publish_with(publisher, producer, changes)
+
+
+class Feeder(threading.Thread):
+    """Publishes changes in the background, a chunk at a time at a steady pace, until stopped.
+
+    Each chunk is acknowledged before the next, so ``published`` is what Kafka has.
+    """
+
+    def __init__(
+        self, settings: Settings, changes: list[Change], chunk: int = 10, pause_s: float = 0.1
+    ) -> None:
+        super().__init__(name="feeder", daemon=True)
+        self._settings = settings
+        self._changes = changes
+        self._chunk = chunk
+        self._pause_s = pause_s
+        self._halt = threading.Event()
+        self._error: BaseException | None = None
+        self.published: list[Published] = []
+
+    def run(self) -> None:
+        try:
+            producer = make_producer(self._settings)
+            publisher = build_publisher(self._settings, BusMetrics(CollectorRegistry()), producer)
+            for i in range(0, len(self._changes), self._chunk):
+                if self._halt.is_set():
+                    return
+                chunk = self._changes[i : i + self._chunk]
+                self.published += _publish_with(publisher, producer, chunk)
+                time.sleep(self._pause_s)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread by finish()
+            self._error = exc
+
+    def finish(self, stop: bool = False, timeout_s: float = 120.0) -> list[Published]:
+        """Wait until every change is published (or, with ``stop``, the current chunk is)."""
+        if stop:
+            self._halt.set()
+        self.join(timeout_s)
+        assert not self.is_alive(), "feeder did not finish"
+        if self._error is not None:
+            raise self._error
+        return self.published
 
 
 def grant_records(settings: Settings) -> dict[str, GrantRecord]:

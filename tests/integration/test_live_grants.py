@@ -1,0 +1,238 @@
+"""Grants followed live from govbus.grants: activation with backfill, revocation, new fields.
+
+Times are measured on the real broker and printed (``pytest -s``); the bound is 5 seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+
+from services.common.audit import first_broken_link
+from services.common.catalog import GrantState
+from services.common.grant_feed import GrantRecord, publish_grants
+from services.common.kafka_clients import make_producer
+from services.common.registry_client import make_registry_client
+from services.common.schemas import envelope_schema, key_schema, source_schema
+from services.common.serde import AvroCodec
+from services.common.topic_reader import end_offsets
+from services.common.topics import AUDIT, BACKFILLS, key_subject, value_subject
+from services.ingest.publisher import Change, make_envelope
+from services.router.backfill import backfill_deliveries, latest_states
+from services.router.plan import compile_plan, plan_delivery
+from tests.integration.conftest import wait_until
+from tests.integration.flow import (
+    Feeder,
+    decode_all,
+    demo_changes,
+    grant_records,
+    publish,
+    read_topics,
+)
+from tests.integration.test_end_to_end import wait_drained_router
+
+BOUND_S = 5.0
+
+
+def _secret(bus) -> bytes:
+    return bus.settings.mask_secret.get_secret_value().encode()
+
+
+def _record(bus, grant_id: str) -> GrantRecord:
+    return grant_records(bus.settings)[f"{grant_id}-{bus.tag}"]
+
+
+def _with_grant(record: GrantRecord, **changes) -> GrantRecord:
+    return record.model_copy(update={"grant": record.grant.model_copy(update=changes)})
+
+
+def _wait_for_first_record(bus, topic: str, timeout_s: float = 30.0) -> float:
+    """Monotonic time at which ``topic`` first holds a record."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if sum(end_offsets(bus.settings, [topic]).values()) > 0:
+            return time.monotonic()
+        time.sleep(0.05)
+    raise TimeoutError(f"{topic}: nothing delivered in {timeout_s}s")
+
+
+def _completion(bus, grant_id: str) -> dict:
+    found = [
+        json.loads(m.value())
+        for m in read_topics(bus.settings, [BACKFILLS])
+        if m.key() == grant_id.encode() and m.value() is not None
+    ]
+    assert found, f"no backfill completion for {grant_id}"
+    return found[-1]
+
+
+def test_activation_backfills_the_current_state_then_live_changes_without_gap_or_double(bus):
+    s = bus.settings
+    changes = demo_changes(bus.tag, 1600, seed=31)
+    publish(s, changes[:1000])  # before the grant exists: the consumer gets none of these live
+    bus.start("router")
+    wait_drained_router(bus)
+
+    base = _record(bus, "mca-resident-population")
+    late = _with_grant(base, id=f"late-{bus.tag}", consumer=f"late_{bus.tag}")
+    topic, source = late.grant.topic, late.resource.topic
+    feeder = Feeder(s, changes[1000:], chunk=10, pause_s=0.1)  # flowing across the activation
+    feeder.start()
+    time.sleep(1.0)
+    publish_grants(s, [late])
+    activated = time.monotonic()
+    first = _wait_for_first_record(bus, topic) - activated
+    print(f"\nactivation: first delivery {first:.2f}s after the grant record was acknowledged")
+    assert first < BOUND_S
+    feeder.finish()
+    wait_drained_router(bus)
+
+    # Reconstruct what the consumer must hold from the source log and the seam the router used.
+    completion = _completion(bus, late.grant.id)
+    seam = {}
+    for name, offset in completion["seam"].items():
+        t, p = name.rsplit(":", 1)
+        seam[(t, int(p))] = offset
+    codec = AvroCodec(make_registry_client(s))
+    log = sorted(read_topics(s, [source]), key=lambda m: (m.partition(), m.offset()))
+    routed_before = sum(1 for m in log if m.offset() < seam[(source, m.partition())])
+    assert routed_before >= sum(1 for c in changes[:1000] if c.resource == base.grant.resource)
+    plan = compile_plan(late.grant, late.resource, late.value_schema, _secret(bus))
+    below = [
+        (m.key(), codec.decode(m.value()))
+        for m in log
+        if m.offset() < seam[(source, m.partition())]
+    ]
+    wanted_backfill = backfill_deliveries(plan, latest_states(below).values()).deliveries
+    wanted_live = [
+        d
+        for m in log
+        if m.offset() >= seam[(source, m.partition())]
+        and (d := plan_delivery(plan, codec.decode(m.value()))) is not None
+    ]
+    assert wanted_backfill and wanted_live, "the test needs both sides of the seam"
+
+    delivered = read_topics(s, [topic])
+    pairs = decode_all(s, delivered)
+
+    def canon(key, value) -> str:
+        return json.dumps([key, value], sort_keys=True, ensure_ascii=False)
+
+    got = Counter(canon(k, v) for k, v in pairs)
+    want = Counter(canon(d.key, d.value) for d in wanted_backfill + wanted_live)
+    assert got == want, (
+        f"missing {sum((want - got).values())}, unexpected or doubled {sum((got - want).values())}"
+    )
+    backfill_ids = {d.value["event_id"] for d in wanted_backfill}
+    assert all(d.value["op"] == "r" for d in wanted_backfill)
+    assert len({json.dumps(d.key) for d in wanted_backfill}) == len(wanted_backfill)  # one per key
+    assert completion["delivered"] == len(wanted_backfill)
+    # Per delivery partition, the backfill comes first, then live changes.
+    for part in {m.partition() for m in delivered}:
+        kinds = [
+            v["event_id"] in backfill_ids
+            for m, (_, v) in zip(delivered, pairs, strict=True)
+            if m.partition() == part
+        ]
+        assert kinds == sorted(kinds, reverse=True), f"partition {part}: live before backfill"
+
+    audit = [json.loads(m.value()) for m in read_topics(s, [AUDIT])]
+    assert first_broken_link(audit) is None
+    mine = [r for r in audit if r["grant_id"] == late.grant.id]
+    assert {e for r in mine if r["kind"] == "backfill" for e in r["event_ids"]} == backfill_ids
+    live_ids = {d.value["event_id"] for d in wanted_live}
+    assert {e for r in mine if r["kind"] == "live" for e in r["event_ids"]} == live_ids
+
+
+def test_revocation_stops_delivery_within_seconds(bus):
+    s = bus.settings
+    record = _record(bus, "tax-social-insurance")  # no row filter: every change is delivered
+    topic = record.grant.topic
+    changes = demo_changes(bus.tag, 4000, seed=41)
+    markers = [c for c in changes[3000:] if c.resource == record.grant.resource][:20]
+    publish(s, changes[:300])
+    bus.start("router")
+    feeder = Feeder(s, changes[300:3000], chunk=10, pause_s=0.05)
+    feeder.start()
+    wait_until(lambda: sum(end_offsets(s, [topic]).values()) > 20, 60, "deliveries flowing")
+    publish_grants(s, [_with_grant(record, state=GrantState.REVOKED)])
+    revoked_ms = time.time() * 1000
+    time.sleep(BOUND_S)
+    feeder.finish(stop=True)
+    marked = publish(s, markers)  # after the bound: must not reach the revoked grant
+    wait_drained_router(bus)
+
+    produced_ms = {}
+    codec = AvroCodec(make_registry_client(s))
+    for m in read_topics(s, [record.resource.topic]):
+        produced_ms[codec.decode(m.value())["event_id"]] = m.timestamp()[1]
+    delivered = {v["event_id"] for _, v in decode_all(s, read_topics(s, [topic]))}
+    assert delivered
+    assert not delivered & {p.event_id for p in marked}
+    last = max(produced_ms[e] for e in delivered)
+    stop_s = (last - revoked_ms) / 1000
+    print(
+        f"\nrevocation: last delivered event was produced {stop_s:.2f}s after the revocation "
+        f"was acknowledged (negative: before it)"
+    )
+    assert stop_s < BOUND_S
+    after = [e for e, ts in produced_ms.items() if ts > revoked_ms]
+    assert after, "events must keep flowing after the revocation"
+    assert len(set(after) - delivered) > 0
+
+
+def test_a_new_field_in_the_providers_schema_is_not_delivered_to_an_existing_grant(bus):
+    s = bus.settings
+    record = _record(bus, "mca-resident-population")
+    entry = record.resource
+    publish(s, demo_changes(bus.tag, 50, seed=51))  # registers the schemas, creates the topics
+    bus.start("router")
+
+    evolved = json.loads(json.dumps(record.value_schema))
+    evolved["fields"].append({"name": "informant_note", "type": "string", "default": ""})
+    codec = AvroCodec(make_registry_client(s))
+    encode_key = codec.encoder(key_subject(entry.topic), key_schema(entry, evolved))
+    encode_value = codec.encoder(
+        value_subject(entry.topic), envelope_schema(evolved, source_schema(s.schemas_dir))
+    )
+    template = next(
+        c
+        for c in demo_changes(bus.tag, 100, seed=52)
+        if c.op == "c" and c.resource == entry.resource_id
+    )
+    row = {**template.after, "region_code": "340104", "household_type": "城镇"}
+    producer = make_producer(s)
+    sent = []
+
+    def send(mark: str) -> None:
+        change = Change(
+            template.resource, "c", None, {**row, "informant_note": mark}, "p:1", template.system
+        )
+        event_id = f"evolved-event-{len(sent)}"
+        envelope = make_envelope(change, entry, int(time.time() * 1000), event_id)
+        producer.produce(
+            entry.topic,
+            encode_value(envelope),
+            encode_key({k: row[k] for k in entry.key_fields}),
+        )
+        assert producer.flush(30) == 0
+        sent.append(event_id)
+
+    send("NOTE-FOR-NOBODY-1")
+    # The control plane republishes the grant with the resource's new schema: same terms.
+    publish_grants(s, [record.model_copy(update={"value_schema": evolved})])
+    time.sleep(2.0)
+    send("NOTE-FOR-NOBODY-2")
+    wait_drained_router(bus)
+
+    delivered = read_topics(s, [record.grant.topic])
+    values = {v["event_id"]: v for _, v in decode_all(s, delivered)}
+    granted = {f for f in record.grant.fields if record.grant.masking.get(f) is None} | set(
+        f for f, spec in record.grant.masking.items() if spec.method != "drop"
+    )
+    for event_id in sent:
+        assert event_id in values, f"{event_id} not delivered"
+        assert set(values[event_id]["record"]) == granted
+    raw = b"".join((m.key() or b"") + (m.value() or b"") for m in delivered)
+    assert b"NOTE-FOR-NOBODY" not in raw
