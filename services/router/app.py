@@ -165,6 +165,8 @@ def _finish_or_die(forwarder: BatchForwarder) -> None:
 def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry call is noise
     logging.basicConfig(level=logging.INFO, format="%(asctime)s router %(levelname)s %(message)s")
+    for noisy in ("faust", "mode", "aiokafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     use_uvloop()
     settings = load_settings()
     catalog = load_catalog(settings.catalog_dir, settings.schemas_dir)
@@ -187,4 +189,6 @@ def main() -> None:
     log.info(
         "router up: %d grants, %d topics, metrics on :%d", len(router.grants()), len(topics), port
     )
-    faust.Worker(app, loglevel="WARNING").execute_from_commandline()
+    # The worker keeps this logging: its own set-up would silence the bus's loggers, and grant
+    # changes and backfills are what an operator looks for in this log.
+    faust.Worker(app, loglevel="WARNING", override_logging=False).execute_from_commandline()

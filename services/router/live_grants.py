@@ -72,6 +72,7 @@ class GrantSync:
         mine.sort(key=lambda r: r.grant.state is GrantState.ACTIVE)
         added = []
         for record in mine:
+            self._router.add_entry(record.resource)  # a resource a grant names is a source
             grant = record.grant
             if grant.state is not GrantState.ACTIVE:
                 if self._router.remove_grant(grant.id) is not None:
