@@ -35,6 +35,7 @@ from services.common.kafka_clients import (
 )
 from services.common.lag import wait_caught_up
 from services.common.metrics import BusMetrics
+from services.common.plan import expected_deliveries, live_plans
 from services.common.registry_client import make_registry_client
 from services.common.serde import AvroCodec
 from services.common.settings import Settings
@@ -44,7 +45,6 @@ from services.ingest.demo_data import DemoFeed
 from services.ingest.feed import build_publisher, to_change
 from services.ingest.publisher import Change
 from services.launcher import ProcessGroup
-from services.router.plan import expected_deliveries, live_plans
 from services.sink.central_store import CentralStore
 
 MALFORMED = {

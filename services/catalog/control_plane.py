@@ -37,9 +37,9 @@ from services.catalog.workflow import (
 from services.common.catalog import CatalogEntry, Grant, GrantState
 from services.common.config_files import load_catalog, load_departments, load_grants
 from services.common.grant_feed import GrantRecord
+from services.common.plan import compile_plan, plan_delivery
 from services.common.schemas import value_schema
 from services.common.settings import ConfigError
-from services.router.plan import compile_plan, plan_delivery
 
 Publish = Callable[[list[GrantRecord]], None]
 

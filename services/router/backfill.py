@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.router.plan import Delivery, DeliveryPlan, plan_delivery
+from services.common.plan import Delivery, DeliveryPlan, plan_delivery
 
 Partition = tuple[str, int]  # (topic, partition)
 

@@ -12,8 +12,8 @@ from confluent_kafka import KafkaError, Producer
 from services.common.audit import GENESIS, seal, share_record
 from services.common.dead_letter import DeadLetter, produce_dead_letter
 from services.common.metrics import BusMetrics
+from services.common.plan import DeliveryPlan
 from services.common.topics import AUDIT
-from services.router.plan import DeliveryPlan
 from services.router.routing import STAGE, Output, RawMessage, Router
 
 AUDIT_CHUNK = 500

@@ -12,10 +12,10 @@ from typing import Any
 
 from services.common.catalog import CatalogEntry, Grant
 from services.common.dead_letter import DeadLetter
+from services.common.plan import Delivery, DeliveryPlan, compile_plan, plan_delivery
 from services.common.schemas import OPS
 from services.common.serde import AvroCodec, DecodeError, EncodeError, Encoder
 from services.common.topics import key_subject, parse_source_topic, value_subject
-from services.router.plan import Delivery, DeliveryPlan, compile_plan, plan_delivery
 
 STAGE = "router"
 

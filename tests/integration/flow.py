@@ -15,6 +15,7 @@ from services.common.grant_feed import GrantRecord, for_sources, read_grants
 from services.common.kafka_clients import make_producer
 from services.common.lag import wait_caught_up
 from services.common.metrics import BusMetrics
+from services.common.plan import DeliveryPlan, expected_deliveries, live_plans
 from services.common.registry_client import make_registry_client
 from services.common.serde import AvroCodec
 from services.common.settings import Settings
@@ -22,7 +23,6 @@ from services.common.topic_reader import end_offsets, read_range
 from services.ingest.demo_data import DemoFeed
 from services.ingest.feed import build_publisher
 from services.ingest.publisher import Change
-from services.router.plan import DeliveryPlan, expected_deliveries, live_plans
 
 
 @dataclass(frozen=True)

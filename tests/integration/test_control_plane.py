@@ -17,8 +17,8 @@ from collections import Counter
 import httpx
 
 from services.common.idnumbers import find_resident_ids
+from services.common.plan import expected_deliveries, live_plans, plan_delivery
 from services.common.topics import AUDIT, delivery_topic
-from services.router.plan import expected_deliveries, live_plans, plan_delivery
 from tests.integration.conftest import free_port, wait_until
 from tests.integration.flow import (
     decode_all,

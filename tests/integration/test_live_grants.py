@@ -13,6 +13,7 @@ from services.common.audit import first_broken_link
 from services.common.catalog import GrantState
 from services.common.grant_feed import GrantRecord, publish_grants
 from services.common.kafka_clients import make_producer
+from services.common.plan import compile_plan, plan_delivery
 from services.common.registry_client import make_registry_client
 from services.common.schemas import envelope_schema, key_schema, source_schema
 from services.common.serde import AvroCodec
@@ -20,7 +21,6 @@ from services.common.topic_reader import end_offsets
 from services.common.topics import AUDIT, BACKFILLS, key_subject, value_subject
 from services.ingest.publisher import Change, make_envelope
 from services.router.backfill import backfill_deliveries, latest_states
-from services.router.plan import compile_plan, plan_delivery
 from tests.integration.conftest import wait_until
 from tests.integration.flow import (
     Feeder,

@@ -6,11 +6,11 @@ import datetime as dt
 
 from services.common.catalog import GrantState
 from services.common.grant_feed import GrantRecord
+from services.common.plan import compile_plan
 from services.common.schemas import value_schema
 from services.common.settings import Settings
 from services.router import live_grants
 from services.router.backfill import backfill_deliveries, latest_states, seam, snapshot_event
-from services.router.plan import compile_plan
 from services.router.routing import Router
 from tests.unit.fixtures import RESIDENTS, SCHEMAS, catalog, codec, envelope, grant, resident
 

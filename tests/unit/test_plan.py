@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from services.common.plan import compile_plan, plan_delivery
 from services.common.schemas import value_schema
-from services.router.plan import compile_plan, plan_delivery
 from tests.unit.fixtures import RESIDENTS, SCHEMAS, catalog, envelope, grant, resident
 
 SECRET = b"unit-test-master-secret"
