@@ -24,7 +24,7 @@ from services.catalog.registry_api import create_registry_app
 from services.catalog.registry_metrics import instrument
 from services.catalog.registry_store import SchemaRegistryStore
 from services.catalog.workflow import SYSTEM, Calendar
-from services.common.grant_feed import publish_grants
+from services.common.grant_feed import publish_grants, read_grants
 from services.common.kafka_clients import bus_topic_specs, ensure_topics, make_admin
 from services.common.settings import Settings, load_settings
 
@@ -62,7 +62,8 @@ def start_control_plane(settings: Settings, plane: ControlPlane) -> None:
         path.write_text(token + "\n", encoding="utf-8")
         os.chmod(path, 0o600)
         log.info("authority user 'admin' created; its token is in %s", path)
-    log.info("published %d grants to govbus.grants", plane.publish_all())
+    published = plane.publish_all(read_grants(settings).values())
+    log.info("published %d grants to govbus.grants", published)
 
 
 def authority_token_file(settings: Settings) -> Path:

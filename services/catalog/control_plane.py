@@ -110,9 +110,21 @@ class ControlPlane:
             )
         return out
 
-    def publish_all(self) -> int:
-        """Publish every grant's state: the topic catches up with the store after a restart."""
+    def publish_all(self, on_topic: Iterable[GrantRecord] = ()) -> int:
+        """Publish every grant's state, so the topic says what the store says after a restart.
+
+        ``on_topic`` is what the topic holds now: a grant there on one of this catalog's
+        resources that the store does not know (a store restored from an older backup, say)
+        is published as revoked, so no router keeps delivering under it.
+        """
         records = self.records(self.store.cases())
+        known = {r.grant.id for r in records}
+        ours = {r.entry.resource_id for r in self.store.resources()}
+        for r in on_topic:
+            unknown = r.grant.id not in known and r.resource.resource_id in ours
+            if unknown and r.grant.state is not GrantState.REVOKED:
+                revoked = r.grant.model_copy(update={"state": GrantState.REVOKED})
+                records.append(r.model_copy(update={"grant": revoked}))
         self._publish(records)
         return len(records)
 

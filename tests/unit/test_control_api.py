@@ -221,3 +221,20 @@ def test_bad_request_bodies_get_422_naming_the_field(api):
     assert r.status_code == 422 and "fields" in r.json()["detail"]
     r = api.call("mca-wang", "post", "/grants", json=request_body(row_filter="__import__('os')"))
     assert r.status_code == 422 and "row_filter" in r.json()["detail"]
+
+
+def test_restart_publishes_the_store_and_revokes_grants_only_the_topic_knows(api):
+    stray = api.plane.records(api.plane.store.cases())[0]
+    stray = stray.model_copy(update={"grant": stray.grant.model_copy(update={"id": "stray-1"})})
+    elsewhere = stray.model_copy(
+        update={
+            "grant": stray.grant.model_copy(update={"id": "other-1"}),
+            "resource": stray.resource.model_copy(update={"provider": "other"}),
+        }
+    )
+    api.published.clear()
+    api.plane.publish_all([stray, elsewhere])
+    states = {r.grant.id: r.grant.state for r in api.published}
+    assert states["stray-1"] is GrantState.REVOKED
+    assert "other-1" not in states  # another catalog's grant is not ours to revoke
+    assert len(states) == len(api.plane.store.cases()) + 1
