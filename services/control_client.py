@@ -41,6 +41,8 @@ def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) ->
         )
     except httpx.HTTPError as exc:
         raise ApiError(f"cannot reach {settings.api_url}: {exc}") from exc
+    if r.status_code == 204:
+        return None
     if r.status_code >= 400:
         try:
             detail = r.json().get("detail", r.text)
@@ -117,6 +119,11 @@ def _user_add(args):
     body = {"name": args.name, "department": args.department, "role": args.role}
     made = _call(args, "POST", "/users", body)
     print(made["token"] if not args.json else json.dumps(made))
+
+
+def _user_remove(args):
+    _call(args, "DELETE", f"/users/{args.name}")
+    print(f"{args.name} removed; its token no longer works")
 
 
 def _user_list(args):
@@ -255,6 +262,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--department", required=True)
     p.add_argument("--role", required=True, choices=["provider", "consumer", "authority", "ops"])
     command(user, "list", _user_list, "every user")
+    command(user, "remove", _user_remove, "delete a user and its token").add_argument("name")
 
     cat = sub.add_parser("catalog", help="the data resource catalog").add_subparsers(
         dest="catalog_command", required=True

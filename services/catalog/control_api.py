@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from services.catalog.control_plane import ControlPlane, NotFound, add_user
+from services.catalog.control_plane import ControlPlane, NotFound, add_user, remove_user
 from services.catalog.workflow import (
     Action,
     Actor,
@@ -126,6 +126,10 @@ def create_control_app(plane: ControlPlane) -> FastAPI:
     def new_user(body: NewUser, actor: Who, plane: Plane) -> dict[str, str]:
         token = add_user(plane.store, actor, body.name, body.department, body.role)
         return {"name": body.name, "token": token}
+
+    @app.delete("/users/{name}", status_code=204)
+    def delete_user(name: str, actor: Who, plane: Plane) -> None:
+        remove_user(plane.store, actor, name)
 
     @app.get("/resources")
     def resources(actor: Who, plane: Plane) -> list[dict[str, Any]]:

@@ -413,3 +413,15 @@ def add_user(store: ControlStore, actor: Actor, name: str, department: str, role
             _now(),
         )
     return token
+
+
+def remove_user(store: ControlStore, actor: Actor, name: str) -> None:
+    """Delete a user: its token stops working at once."""
+    if actor.role is not Role.AUTHORITY:
+        raise Forbidden(f"{actor.user} is {actor.role}; only the authority manages users")
+    if name == actor.user:
+        raise Refused("an authority user cannot remove itself")
+    with store.transaction() as conn:
+        if not store.remove_user(conn, name):
+            raise NotFound(f"no user {name!r}")
+        store.log(conn, actor.user, "user", name, "remove", None, None, _now())

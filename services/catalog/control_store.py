@@ -163,6 +163,10 @@ class ControlStore:
         )
         return token
 
+    @staticmethod
+    def remove_user(conn: Connection, name: str) -> bool:
+        return conn.execute(users.delete().where(users.c.name == name)).rowcount > 0
+
     def actor_for_token(self, token: str) -> Actor | None:
         with self.reading() as conn:
             row = conn.execute(

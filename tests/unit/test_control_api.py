@@ -238,3 +238,24 @@ def test_restart_publishes_the_store_and_revokes_grants_only_the_topic_knows(api
     assert states["stray-1"] is GrantState.REVOKED
     assert "other-1" not in states  # another catalog's grant is not ours to revoke
     assert len(states) == len(api.plane.store.cases()) + 1
+
+
+def test_expiry_closes_grants_whose_validity_ended_and_publishes_it(api):
+    live = {c.grant.id for c in api.plane.store.cases(state="active")}
+    api.published.clear()
+    assert api.plane.expire_due() == []  # nothing has ended yet
+    api.plane._clock = lambda: dt.datetime.now(dt.UTC) + dt.timedelta(days=3 * 365)
+    closed = api.plane.expire_due()
+    assert {c.grant.id for c in closed} == live
+    assert {r.grant.id for r in api.published if r.grant.state is GrantState.EXPIRED} == live
+    history = api.call("admin", "get", f"/grants/{closed[0].grant.id}/history").json()
+    assert history[0]["action"] == "expire" and history[0]["actor"] == "system"
+
+
+def test_a_removed_user_s_token_stops_working(api):
+    assert api.call("mca-wang", "get", "/whoami").status_code == 200
+    assert api.call("psb-li", "delete", "/users/mca-wang").status_code == 403
+    assert api.call("admin", "delete", "/users/mca-wang").status_code == 204
+    assert api.call("mca-wang", "get", "/whoami").status_code == 401
+    assert api.call("admin", "delete", "/users/mca-wang").status_code == 404
+    assert api.call("admin", "get", "/changes?object_id=mca-wang").json()[0]["action"] == "remove"
