@@ -230,3 +230,45 @@ def test_test_compatibility_answers_true_and_false(client: SchemaRegistryClient)
     assert client.test_compatibility_all_versions(subject, _resident(drop="age")) is True
     client.set_compatibility(subject, "FORWARD")
     assert client.test_compatibility(subject, _resident(drop="age"), verbose=True) is False
+
+
+CODE_DEFAULTED = {"name": "code", "type": "string", "default": ""}
+CODE_REQUIRED = {"name": "code", "type": "string"}
+# Evolutions from the resident schema: (history after the first version, the last one).
+EVOLUTIONS = {
+    "add_with_default": ([], _resident(PHONE_DEFAULTED)),
+    "add_required": ([], _resident(PHONE_REQUIRED)),
+    "drop_required": ([], _resident(drop="name")),
+    # Fine against version 2 (which has the field), not against version 1 (which lacks it).
+    "require_after_default": ([_resident(CODE_DEFAULTED)], _resident(CODE_REQUIRED)),
+}
+ACCEPTED = {  # mode -> evolutions it lets through
+    "NONE": set(EVOLUTIONS),
+    "BACKWARD": {"add_with_default", "drop_required", "require_after_default"},
+    "BACKWARD_TRANSITIVE": {"add_with_default", "drop_required"},
+    "FORWARD": {"add_with_default", "add_required", "require_after_default"},
+    "FORWARD_TRANSITIVE": {"add_with_default", "add_required", "require_after_default"},
+    "FULL": {"add_with_default", "require_after_default"},
+    "FULL_TRANSITIVE": {"add_with_default"},
+}
+
+
+@pytest.mark.parametrize("mode", sorted(ACCEPTED))
+def test_each_mode_accepts_and_refuses_evolutions_through_the_confluent_client(
+    client: SchemaRegistryClient, mode: str
+) -> None:
+    for name, (history, last) in EVOLUTIONS.items():
+        subject = f"modes-{mode.lower()}-{name}-value"
+        client.register_schema(subject, _resident())
+        client.set_compatibility(subject, mode)
+        for schema in history:
+            client.register_schema(subject, schema)
+        expected = name in ACCEPTED[mode]
+        if not history:  # test_compatibility checks against one version (latest), as Confluent
+            assert client.test_compatibility(subject, last) is expected, (mode, name)
+        if expected:
+            assert client.register_schema(subject, last) > 0
+        else:
+            with pytest.raises(SchemaRegistryError) as refused:
+                client.register_schema(subject, last)
+            assert refused.value.http_status_code == 409, (mode, name)
