@@ -16,13 +16,14 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from services.catalog.control_plane import ControlPlane, NotFound, add_user, remove_user
+from services.catalog.control_plane import ControlPlane, add_user, remove_user
 from services.catalog.workflow import (
     Action,
     Actor,
     Case,
     Forbidden,
     GrantRequest,
+    NotFound,
     Role,
     WorkflowError,
     new_case,
@@ -86,7 +87,7 @@ class Samples(BaseModel):
     samples: list[dict[str, Any]] = Field(min_length=1, max_length=100)
 
 
-def _visible(actor: Actor, plane: ControlPlane, case: Case) -> bool:
+def _visible(actor: Actor, case: Case) -> bool:
     """Consumers see their own grants, providers those on their resources, others all."""
     if actor.role is Role.CONSUMER:
         return case.grant.consumer == actor.department
@@ -164,12 +165,12 @@ def create_control_app(plane: ControlPlane) -> FastAPI:
         state: GrantState | None = None,
     ) -> list[Case]:
         cases = plane.store.cases(consumer, resource, state)
-        return [c for c in cases if _visible(actor, plane, c)]
+        return [c for c in cases if _visible(actor, c)]
 
     @app.get("/grants/overdue", response_model_exclude_none=True)
     def late(actor: Who, plane: Plane) -> list[Case]:
         today = dt.date.today()
-        return [c for c in overdue(plane.store.cases(), today) if _visible(actor, plane, c)]
+        return [c for c in overdue(plane.store.cases(), today) if _visible(actor, c)]
 
     @app.post("/grants/preview")
     def preview(body: Preview, actor: Who, plane: Plane) -> list[dict[str, Any] | None]:
@@ -182,7 +183,7 @@ def create_control_app(plane: ControlPlane) -> FastAPI:
     @app.get("/grants/{grant_id}", response_model_exclude_none=True)
     def grant(grant_id: str, actor: Who, plane: Plane) -> Case:
         case = plane.case(grant_id)
-        if not _visible(actor, plane, case):
+        if not _visible(actor, case):
             raise NotFound(f"no grant {grant_id!r}")
         return case
 
@@ -222,11 +223,6 @@ def create_control_app(plane: ControlPlane) -> FastAPI:
     async def _workflow(_r: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, WorkflowError)
         return JSONResponse({"detail": exc.message}, exc.status)
-
-    @app.exception_handler(NotFound)
-    async def _not_found(_r: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, NotFound)
-        return JSONResponse({"detail": exc.message}, 404)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_r: Request, exc: Exception) -> JSONResponse:

@@ -28,6 +28,7 @@ from services.catalog.workflow import (
     Conflict,
     Forbidden,
     GrantRequest,
+    NotFound,
     Refused,
     Role,
     decide,
@@ -42,14 +43,6 @@ from services.common.schemas import value_schema
 from services.common.settings import ConfigError
 
 Publish = Callable[[list[GrantRecord]], None]
-
-
-class NotFound(Exception):
-    status = 404
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 def _now() -> dt.datetime:
@@ -105,9 +98,7 @@ class ControlPlane:
         out = []
         for case in cases:
             res = self.resource(case.grant.resource)
-            out.append(
-                GrantRecord(grant=case.grant, resource=res.entry, value_schema=res.value_schema)
-            )
+            out.append(res.record(case.grant))
         return out
 
     def publish_all(self, on_topic: Iterable[GrantRecord] = ()) -> int:
@@ -150,9 +141,7 @@ class ControlPlane:
             case = new_case(request, res.entry, actor, grant_id, now, self.calendar)
             self.store.put_case(conn, case)
             self.store.log(conn, actor.user, "grant", grant_id, "request", None, _dump(case), now)
-            self._publish(
-                [GrantRecord(grant=case.grant, resource=res.entry, value_schema=res.value_schema)]
-            )
+            self._publish([res.record(case.grant)])
         return case
 
     def act(self, actor: Actor, grant_id: str, action: Action, reason: str | None = None) -> Case:
@@ -169,36 +158,27 @@ class ControlPlane:
             if actor.role is Role.CONSUMER and actor.department != case.grant.consumer:
                 raise Forbidden(f"{actor.user} may not act on grants of {case.grant.consumer}")
             after = decide(case, action, actor, res.entry, now, self.calendar, reason)
-            changed = [after]
+            steps = [(action.value, case, after)]
             if action is Action.ACTIVATE and after.grant.amends:
                 old = self.store.get_case(conn, after.grant.amends)
                 if old is not None and old.grant.state is GrantState.ACTIVE:
                     # The amended grant replaces the old one for this consumer and resource.
                     why = f"superseded by {grant_id}"
-                    changed.append(
-                        decide(old, Action.REVOKE, actor, res.entry, now, self.calendar, why)
-                    )
-            befores = {case.grant.id: case}
-            if len(changed) > 1:
-                befores[changed[1].grant.id] = old
-            for c in changed:
-                self.store.put_case(conn, c)
+                    revoked = decide(old, Action.REVOKE, actor, res.entry, now, self.calendar, why)
+                    steps.append((Action.REVOKE.value, old, revoked))
+            for name, before, changed in steps:
+                self.store.put_case(conn, changed)
                 self.store.log(
                     conn,
                     actor.user,
                     "grant",
-                    c.grant.id,
-                    action.value if c is after else "revoke",
-                    _dump(befores[c.grant.id]),
-                    _dump(c),
+                    changed.grant.id,
+                    name,
+                    _dump(before),
+                    _dump(changed),
                     now,
                 )
-            self._publish(
-                [
-                    GrantRecord(grant=c.grant, resource=res.entry, value_schema=res.value_schema)
-                    for c in changed
-                ]
-            )
+            self._publish([res.record(changed.grant) for _, _, changed in steps])
         return after
 
     def expire_due(self) -> list[Case]:
@@ -268,9 +248,7 @@ class ControlPlane:
             )
             # Followers compile grants from the record: they get the resource's new schema.
             cases = self.store.find_cases(conn, resource=entry.resource_id)
-            self._publish(
-                [GrantRecord(grant=c.grant, resource=entry, value_schema=schema) for c in cases]
-            )
+            self._publish([resource.record(c.grant) for c in cases])
         return resource
 
     def import_folder(
@@ -294,9 +272,11 @@ class ControlPlane:
         with self.store.transaction() as conn:
             for code, dept in depts.items():
                 self.store.put_department(conn, code, dept)
+            imported = {}
             for entry in catalog.values():
                 before = self.store.get_resource(conn, entry.resource_id)
                 resource = Resource(entry, value_schema(entry, schemas_dir))
+                imported[entry.resource_id] = resource
                 self.store.put_resource(conn, resource)
                 self.store.log(
                     conn,
@@ -322,16 +302,7 @@ class ControlPlane:
                     conn, actor.user, "grant", grant.id, "import", _dump(before), _dump(case), now
                 )
                 cases.append(case)
-            self._publish(
-                [
-                    GrantRecord(
-                        grant=c.grant,
-                        resource=catalog[c.grant.resource],
-                        value_schema=value_schema(catalog[c.grant.resource], schemas_dir),
-                    )
-                    for c in cases
-                ]
-            )
+            self._publish([imported[c.grant.resource].record(c.grant) for c in cases])
         return {"departments": len(depts), "resources": len(catalog), "grants": len(file_grants)}
 
     def import_files(self, actor: Actor, files: Mapping[str, str]) -> dict[str, int]:

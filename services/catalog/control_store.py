@@ -19,7 +19,8 @@ from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table,
 from sqlalchemy.engine import Connection
 
 from services.catalog.workflow import Actor, Case, Role
-from services.common.catalog import CatalogEntry, Department
+from services.common.catalog import CatalogEntry, Department, Grant
+from services.common.grant_feed import GrantRecord
 from services.common.sql import build_engine
 
 metadata = MetaData()
@@ -85,6 +86,10 @@ class Resource:
 
     def as_json(self) -> dict[str, Any]:
         return {"entry": _json(self.entry), "value_schema": self.value_schema}
+
+    def record(self, grant: Grant) -> GrantRecord:
+        """A grant on this resource as followers of govbus.grants receive it."""
+        return GrantRecord(grant=grant, resource=self.entry, value_schema=self.value_schema)
 
 
 class ControlStore:

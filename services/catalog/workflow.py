@@ -68,6 +68,10 @@ class Refused(WorkflowError):
     status = 422
 
 
+class NotFound(WorkflowError):
+    status = 404
+
+
 class Calendar(Strict):
     """Working days: Monday to Friday, except the listed public holidays."""
 
