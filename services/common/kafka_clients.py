@@ -76,6 +76,7 @@ def bus_topic_specs(settings: Settings) -> list[TopicSpec]:
     return [
         TopicSpec(topics.DLQ, 1, {"retention.ms": str(30 * DAY_MS)}),
         TopicSpec(topics.AUDIT, 1, {"retention.ms": "-1"}),
+        TopicSpec(topics.CATALOG, 1, {"cleanup.policy": "compact"}),
         TopicSpec(topics.GRANTS, 1, {"cleanup.policy": "compact"}),
         TopicSpec(topics.BACKFILLS, 1, {"cleanup.policy": "compact"}),
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 DLQ = "govbus.dlq"
 AUDIT = "govbus.audit"
+CATALOG = "govbus.catalog"  # resources with their schemas, keyed by resource id
 GRANTS = "govbus.grants"
 BACKFILLS = "govbus.backfills"  # completed backfills, keyed by grant id
 
