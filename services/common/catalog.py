@@ -32,6 +32,9 @@ class GrantState(StrEnum):
     REQUESTED = "requested"
     APPROVED = "approved"
     ACTIVE = "active"
+    # Stopped by a catalog change the grant no longer fits (resource not shared, a field
+    # raised to L4): delivers nothing until the authority activates it again or revokes it.
+    SUSPENDED = "suspended"
     REJECTED = "rejected"
     REVOKED = "revoked"
     EXPIRED = "expired"

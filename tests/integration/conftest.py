@@ -25,7 +25,7 @@ import yaml
 
 from services.catalog.registry_server import build_registry_server
 from services.catalog.registry_store import SchemaRegistryStore
-from services.common.grant_feed import publish_file_grants
+from tests.integration.seed import publish_file_feeds
 from services.common.settings import REPO_ROOT, Settings
 from services.launcher import ProcessGroup
 
@@ -170,8 +170,8 @@ def bus(kafka_bootstrap: str, registry_url: str, tmp_path: Path) -> Iterator[Bus
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOVBUS_")}
     env.update({f"GOVBUS_{k.upper()}": v for k, v in values.items()})
     bus = Bus(tag, Settings(**values), ProcessGroup(tmp_path / "logs", env))
-    # What the control plane does on its start-up: the test's grants, on govbus.grants.
-    publish_file_grants(bus.settings)
+    # What the control plane does on its first start: the test's catalog and grants, published.
+    publish_file_feeds(bus.settings)
     yield bus
     bus.processes.stop()
     shutil.rmtree(tmp_path / "data", ignore_errors=True)
