@@ -1,10 +1,10 @@
 """Read a resource's state below a seam from the central store, page by page.
 
-The sink keeps, per resource, a current table ``<provider>_<code>`` (one row per record key,
-deletes as tombstones, with ``_topic``, ``_partition``, ``_offset`` of the change it holds), a
-history table ``<table>_history`` (every change), and per source partition the next offset it
-has stored (``govbus_sink_positions``, written in the same transaction as each batch). Unlike a
-source topic, the store has no retention: a row unchanged for a year is still there.
+The sink keeps, per resource, a current table (one row per record key, deletes as tombstones,
+with the Kafka position of the change it holds), a history table (every change), and per
+source partition the next offset it has stored, written in the same transaction as each batch
+(layout: ``store_tables``). Unlike a source topic, the store has no retention: a row unchanged
+for a year is still there.
 
 The state below a seam (per source partition, the first offset that is routed live): for each
 key, the latest change whose offset is below the seam of its partition, deletes left out. The
@@ -24,8 +24,6 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Engine,
-    MetaData,
-    Table,
     and_,
     false,
     inspect,
@@ -35,7 +33,14 @@ from sqlalchemy import (
     tuple_,
 )
 
-POSITIONS = "govbus_sink_positions"
+from services.common.catalog_feed import CatalogRecord
+from services.common.store_tables import (
+    META_COLUMNS,
+    POSITIONS,
+    applied_offsets,
+    resource_tables,
+)
+
 PAGE_ROWS = 2000
 Seam = Mapping[tuple[str, int], int]  # (topic, partition) -> first offset routed live
 
@@ -61,12 +66,6 @@ class StateRow:
             "ts_ms": self.ts_ms,
             "event_id": self.event_id,
         }
-
-
-def table_name(resource_id: str) -> str:
-    """The current table of ``<provider>.<code>``."""
-    provider, code = resource_id.split(".", 1)
-    return f"{provider}_{code}"
 
 
 def record_key(key_fields: Iterable[str], row: Mapping[str, Any]) -> str:
@@ -119,7 +118,7 @@ def latest_below(
     below = [h for h in history if is_below(seam_of, h["partition"], h["offset"])]
     if not below:
         return None
-    return max(below, key=lambda h: (h.get("version") or 0, h["offset"]))
+    return max(below, key=lambda h: (h["version"], h["offset"]))
 
 
 def _json(value: Any) -> Any:
@@ -130,36 +129,29 @@ def store_positions(engine: Engine, topic: str) -> dict[int, int]:
     """Per partition of ``topic``, the next offset the sink has stored (none yet: empty)."""
     if not inspect(engine).has_table(POSITIONS):
         return {}
-    table = Table(POSITIONS, MetaData(), autoload_with=engine)
-    query = select(table.c.partition, table.c.next_offset).where(table.c.topic == topic)
     with engine.connect() as conn:
-        return {int(p): int(n) for p, n in conn.execute(query)}
+        return applied_offsets(conn, topic)
 
 
 class StoreState:
     """The state of one resource below a seam, read in pages of ``page_rows`` keys."""
 
     def __init__(
-        self,
-        engine: Engine,
-        resource_id: str,
-        key_fields: tuple[str, ...],
-        topic: str,
-        seam: Seam,
-        fields: list[dict[str, Any]] | None = None,
-        page_rows: int = PAGE_ROWS,
+        self, engine: Engine, record: CatalogRecord, seam: Seam, page_rows: int = PAGE_ROWS
     ) -> None:
-        metadata = MetaData()
-        name = table_name(resource_id)
-        # Reflected, not declared: the sink adds columns as schemas evolve, while this reads.
-        self._current = Table(name, metadata, autoload_with=engine)
-        self._history = Table(f"{name}_history", metadata, autoload_with=engine)
+        tables = resource_tables(record)
+        self._current, self._history = tables.current, tables.history
+        # The sink adds a new schema version's columns while running: read only the columns
+        # it has made so far (a missing one takes the field's default, as a stored change that
+        # predates the field would).
+        stored = {c["name"] for c in inspect(engine).get_columns(tables.current.name)}
+        self._value_columns = [n for n in tables.value_columns if n in stored]
+        self._columns = [self._current.c[n] for n in self._value_columns + list(META_COLUMNS)]
         self._engine = engine
-        self._keys = key_fields
-        self._seam = partition_seam(seam, topic)
-        self._fields = fields
+        self._keys = record.resource.key_fields
+        self._seam = partition_seam(seam, record.topic)
+        self._fields = record.value_schema["fields"]
         self._page_rows = page_rows
-        self._value_columns = [c for c in self._current.columns if not c.name.startswith("_")]
 
     def _below(self, partition: ColumnElement, offset: ColumnElement) -> ColumnElement[bool]:
         terms = [and_(partition == p, offset < s) for p, s in self._seam.items() if s > 0]
@@ -174,7 +166,7 @@ class StoreState:
         wanted = or_(not_(c._deleted), not_(below))
         last: tuple | None = None
         while True:
-            query = select(self._current).where(wanted).order_by(*keys).limit(self._page_rows)
+            query = select(*self._columns).where(wanted).order_by(*keys).limit(self._page_rows)
             if last is not None:
                 after = keys[0] > last[0] if len(keys) == 1 else tuple_(*keys) > tuple_(*last)
                 query = query.where(after)
@@ -196,7 +188,7 @@ class StoreState:
             if not is_below(self._seam, row["_partition"], row["_offset"]):
                 changed.append(key)
             elif not row["_deleted"]:
-                values = {col.name: row[col.name] for col in self._value_columns}
+                values = {name: row[name] for name in self._value_columns}
                 out[key] = StateRow(
                     key,
                     resolve(self._fields, values),
