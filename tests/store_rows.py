@@ -49,10 +49,11 @@ def store_change(
     offset: int,
     position: str | None = None,
     ts_ms: int = 1_764_000_000_000,
+    event_id: str | None = None,
 ) -> Written:
     """One change: into the history, and into the current row when its version is newer."""
     entry = tables.entry
-    event_id = str(uuid.uuid4())
+    event_id = event_id or str(uuid.uuid4())
     version = source_version(position or f"lsn:{offset}")
     key = {k: row[k] for k in entry.key_fields}
     with engine.begin() as conn:
