@@ -18,8 +18,9 @@ AUDIT_CHUNK = 500
 
 
 class ProducerWriter:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, audit_topic: str = AUDIT) -> None:
         self._producer = make_producer(settings)
+        self._audit_topic = audit_topic
         self._lock = threading.Lock()
         self._head = GENESIS
         self._errors: list[Any] = []
@@ -52,7 +53,11 @@ class ProducerWriter:
                 )
                 record = seal(body, self._head)
                 self._head = record["hash"]
-                self.produce(AUDIT, json.dumps(record, ensure_ascii=False).encode(), g.id.encode())
+                self.produce(
+                    self._audit_topic,
+                    json.dumps(record, ensure_ascii=False).encode(),
+                    g.id.encode(),
+                )
 
     def flush(self, timeout: float) -> None:
         remaining = self._producer.flush(timeout)

@@ -49,13 +49,17 @@ Seam = Mapping[tuple[str, int], int]  # (topic, partition) -> first offset route
 class StateRow:
     """One key's latest change below the seam, as the store holds it."""
 
-    record_key: str  # JSON of the key fields, as the history table names it
+    key_fields: tuple[str, ...]
     after: dict[str, Any]
     event_id: str
     ts_ms: int
     topic: str
     partition: int
     offset: int
+
+    @property
+    def record_key(self) -> str:
+        return record_key(self.key_fields, self.after)
 
     def change(self) -> dict[str, Any]:
         """The change event this row stands for (what ``snapshot_event`` reads)."""
@@ -90,20 +94,25 @@ def behind(positions: Mapping[int, int], seam_of: Mapping[int, int]) -> dict[int
     }
 
 
-def resolve(fields: list[dict[str, Any]] | None, values: Mapping[str, Any]) -> dict[str, Any]:
-    """A record of the resource's current schema from stored values: a field the stored change
-    predates takes its schema default, as Avro schema resolution would give it."""
-    if fields is None:
-        return dict(values)
-    out = {}
-    for field in fields:
-        name = field["name"]
-        value = values.get(name)
-        # A column added for a later schema is NULL in older rows; a null in a field that cannot
-        # be null, or a field missing from a stored change, means the change predates the field.
-        predates = name not in values or (value is None and not _nullable(field["type"]))
-        out[name] = field.get("default") if predates and "default" in field else value
-    return out
+Defaults = list[tuple[str, Any, bool]]  # (field, its default, whether it may be null)
+
+
+def defaults_of(fields: list[dict[str, Any]]) -> Defaults:
+    """The fields of a value schema that have a default."""
+    return [(f["name"], f["default"], _nullable(f["type"])) for f in fields if "default" in f]
+
+
+def resolve(defaults: Defaults, values: dict[str, Any]) -> dict[str, Any]:
+    """A record of the resource's current schema from stored values (changed in place): a field
+    the stored change predates takes its schema default, as Avro schema resolution gives it.
+
+    A field missing from a stored change predates it; so does a null in a field that cannot be
+    null (the column the sink added for a later schema version is NULL in older rows).
+    """
+    for name, default, nullable in defaults:
+        if name not in values or (values[name] is None and not nullable):
+            values[name] = default
+    return values
 
 
 def _nullable(avro_type: Any) -> bool:
@@ -146,11 +155,17 @@ class StoreState:
         # predates the field would).
         stored = {c["name"] for c in inspect(engine).get_columns(tables.current.name)}
         self._value_columns = [n for n in tables.value_columns if n in stored]
-        self._columns = [self._current.c[n] for n in self._value_columns + list(META_COLUMNS)]
+        names = self._value_columns + list(META_COLUMNS)
+        self._columns = [self._current.c[n] for n in names]
+        # Rows come as tuples in that order (mappings cost more than the rest of the read).
+        at = {name: i for i, name in enumerate(names)}
+        self._key_at = [at[k] for k in record.resource.key_fields]
+        self._meta_at = [at[m] for m in ("_deleted", "_event_id", "_ts_ms", "_topic")]
+        self._position_at = (at["_partition"], at["_offset"])
         self._engine = engine
         self._keys = record.resource.key_fields
         self._seam = partition_seam(seam, record.topic)
-        self._fields = record.value_schema["fields"]
+        self._defaults = defaults_of(record.value_schema["fields"])
         self._page_rows = page_rows
 
     def _below(self, partition: ColumnElement, offset: ColumnElement) -> ColumnElement[bool]:
@@ -171,45 +186,53 @@ class StoreState:
                 after = keys[0] > last[0] if len(keys) == 1 else tuple_(*keys) > tuple_(*last)
                 query = query.where(after)
             with self._engine.connect() as conn:
-                rows = conn.execute(query).mappings().all()
+                rows = conn.execute(query).all()
                 if not rows:
                     return
-                last = tuple(rows[-1][k] for k in self._keys)
+                last = tuple(rows[-1][i] for i in self._key_at)
                 yield self._page(conn, rows)
             if len(rows) < self._page_rows:
                 return
 
-    def _page(self, conn, rows: list[Mapping[str, Any]]) -> list[StateRow]:
-        out: dict[str, StateRow] = {}
-        order, changed = [], []  # changed: keys whose current row is at or past the seam
+    def _page(self, conn, rows: list[tuple]) -> list[StateRow]:
+        out: list[StateRow | None] = []
+        changed: dict[str, int] = {}  # keys whose current row is at or past the seam -> place
+        p_at, o_at = self._position_at
+        deleted_at, event_at, ts_at, topic_at = self._meta_at
         for row in rows:
-            key = record_key(self._keys, row)
-            order.append(key)
-            if not is_below(self._seam, row["_partition"], row["_offset"]):
-                changed.append(key)
-            elif not row["_deleted"]:
-                values = {name: row[name] for name in self._value_columns}
-                out[key] = StateRow(
-                    key,
-                    resolve(self._fields, values),
-                    row["_event_id"],
-                    row["_ts_ms"],
-                    row["_topic"],
-                    row["_partition"],
-                    row["_offset"],
+            partition, offset = row[p_at], row[o_at]
+            if not is_below(self._seam, partition, offset):
+                key_values = {k: row[i] for k, i in zip(self._keys, self._key_at, strict=True)}
+                key = record_key(self._keys, key_values)
+                changed[key] = len(out)
+                out.append(None)
+            elif not row[deleted_at]:
+                # The row goes on past the value columns with the store's own columns.
+                values = dict(zip(self._value_columns, row, strict=False))
+                values = resolve(self._defaults, values)
+                out.append(
+                    StateRow(
+                        self._keys,
+                        values,
+                        row[event_at],
+                        row[ts_at],
+                        row[topic_at],
+                        partition,
+                        offset,
+                    )
                 )
-        for key, found in self._history_below(conn, changed).items():
+        for key, found in self._history_below(conn, list(changed)).items():
             if found["op"] != "d" and found["after"] is not None:
-                out[key] = StateRow(
-                    key,
-                    resolve(self._fields, _json(found["after"])),
+                out[changed[key]] = StateRow(
+                    self._keys,
+                    resolve(self._defaults, dict(_json(found["after"]))),
                     found["event_id"],
                     found["ts_ms"],
                     found["topic"],
                     found["partition"],
                     found["offset"],
                 )
-        return [out[k] for k in order if k in out]
+        return [r for r in out if r is not None]
 
     def _history_below(self, conn, keys: list[str]) -> dict[str, Mapping[str, Any]]:
         if not keys:

@@ -10,6 +10,7 @@ from services.common.sql import build_engine
 from services.common.store_reader import (
     StoreState,
     behind,
+    defaults_of,
     latest_below,
     record_key,
     resolve,
@@ -138,13 +139,21 @@ def test_a_field_added_later_takes_its_default_in_rows_stored_before_it(engine):
 
 
 def test_resolve_fills_defaults_only_where_the_change_predates_the_field():
-    fields = [
-        {"name": "a", "type": "string", "default": "x"},
-        {"name": "b", "type": ["null", "string"], "default": None},
-        {"name": "c", "type": ["string", "null"], "default": "y"},
-    ]
-    assert resolve(fields, {"a": None, "c": None}) == {"a": "x", "b": None, "c": None}
-    assert resolve(fields, {"a": "1", "b": "2", "c": "3"}) == {"a": "1", "b": "2", "c": "3"}
+    defaults = defaults_of(
+        [
+            {"name": "a", "type": "string", "default": "x"},
+            {"name": "b", "type": ["null", "string"], "default": None},
+            {"name": "c", "type": ["string", "null"], "default": "y"},
+            {"name": "d", "type": "string"},
+        ]
+    )
+    assert resolve(defaults, {"a": None, "c": None, "d": "4"}) == {
+        "a": "x",
+        "b": None,
+        "c": None,
+        "d": "4",
+    }
+    assert resolve(defaults, {"a": "1", "b": "2", "c": "3"}) == {"a": "1", "b": "2", "c": "3"}
 
 
 def test_latest_below_orders_by_version_then_offset():
