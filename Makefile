@@ -42,6 +42,11 @@ integration: install
 bench: install
 	@bash deploy/with-broker.sh $(BIN)/python benchmarks/router_throughput.py
 
+# Backfill of 1M live keys from the central store: the router's peak RSS and time.
+.PHONY: bench-backfill
+bench-backfill: install
+	@bash deploy/with-broker.sh $(BIN)/python benchmarks/backfill_memory.py
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
