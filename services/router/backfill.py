@@ -7,6 +7,11 @@ at or after it will be routed with it. The backfill is the latest change per rec
 below the seam (a delete means the record is gone), filtered and masked by the grant's plan
 like a live change, as op ``r`` under the event id of that latest change. Nothing is missed
 or doubled at the seam.
+
+The state is read from the central store, which has no retention gap (``backfill_runner.py``,
+``common/store_reader.py``). ``latest_states`` computes the same state from a topic's changes:
+the reference tests check the store's state against (a topic forgets rows after its retention,
+so backfill does not read one).
 """
 
 from __future__ import annotations
