@@ -97,7 +97,9 @@ def person(n: int, **changes) -> dict:
     return resident(id_number=f"3401041986051{n:05d}", **changes)
 
 
-def test_backfill_delivers_the_state_below_the_seam_from_the_store_while_live_changes_flow(bus):
+def test_backfill_delivers_the_state_below_the_seam_from_the_store_while_live_changes_flow(
+    bus, store_url
+):
     settings = bus.settings
     resources, grants = file_records(settings)
     catalog_record = next(r for r in resources if r.resource.code == "resident_population")
@@ -120,7 +122,7 @@ def test_backfill_delivers_the_state_below_the_seam_from_the_store_while_live_ch
     seam = end_offsets(settings, [topic])
     assert sum(seam.values()) == len(below)
 
-    engine = build_engine(settings.central_store_url)
+    engine = build_engine(store_url)  # SQLite, then the project's PostgreSQL
     tables = create(engine, catalog_record)
     # Unchanged for a year: its records are long gone from the topic; the store still has it.
     old = store_change(engine, tables, "c", person(99), 0, 0, "lsn:0", ts_ms=YEAR_AGO_MS)
@@ -128,7 +130,7 @@ def test_backfill_delivers_the_state_below_the_seam_from_the_store_while_live_ch
     broken = store_change(engine, tables, "c", person(98, birth_date="unknown"), 0, 0, "lsn:0")
 
     writer = ProducerWriter(settings)
-    runner = BackfillRunner(settings, router, writer, settings.central_store_url, page_rows=7)
+    runner = BackfillRunner(settings, router, writer, store_url, page_rows=7)
     assert record.backfill_id not in runner.done_ids()
     runner.start(record, route, seam)
     gate = runner.gate(grant.id)

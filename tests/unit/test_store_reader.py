@@ -1,4 +1,5 @@
-"""The backfill's read of the central store: the state below a seam, exact, in bounded pages."""
+"""The backfill's read of the central store: the state below a seam, exact, in bounded pages,
+on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -32,8 +33,9 @@ def _record(**entry_changes) -> CatalogRecord:
 
 
 @pytest.fixture
-def engine(tmp_path):
-    engine = build_engine(f"sqlite:///{tmp_path / 'store.db'}")
+def engine(store_url):
+    """On SQLite and on the project's PostgreSQL (``store_url`` runs each test on both)."""
+    engine = build_engine(store_url)
     yield engine
     engine.dispose()
 
