@@ -229,3 +229,38 @@ def test_backfill_delivers_the_state_below_the_seam_from_the_store_while_live_ch
     ]
     assert broken.event_id not in audited
     engine.dispose()
+
+
+def test_a_backfill_whose_grant_stops_routing_sends_nothing_and_is_not_recorded(bus, tmp_path):
+    settings = bus.settings
+    resources, grants = file_records(settings)
+    catalog_record = next(r for r in resources if r.resource.code == "resident_population")
+    record = next(g for g in grants if g.grant.id == f"{GRANT}-{bus.tag}")
+    codec = AvroCodec(make_registry_client(settings))
+    router = Router([r.resource for r in resources], codec)
+    secret = settings.mask_secret.get_secret_value().encode()
+    route = router.add_grant(record.grant, catalog_record.value_schema, secret)
+    ensure_topics(make_admin(settings), [delivery_topic_spec(record.grant.topic, settings)])
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    engine = build_engine(store_url)
+    tables = create(engine, catalog_record)
+    for n in range(5):
+        store_change(engine, tables, "c", person(n), 0, n)
+    seam = {(catalog_record.topic, 0): 5}
+
+    runner = BackfillRunner(settings, router, ProducerWriter(settings), store_url)
+    runner.start(record, route, seam)  # waits: the store has applied nothing yet
+    router.remove_grant(record.grant.id)  # revoked meanwhile
+    set_applied(engine, catalog_record.topic, {0: 5})
+    wait_until(lambda: not runner.running(), 60, "backfill ended")
+    runner.stop()
+
+    assert record.backfill_id not in runner.done_ids()
+    assert set(end_offsets(settings, [record.grant.topic]).values()) == {0}  # nothing sent
+    recorded = [
+        m
+        for m in read_range(settings, {}, end_offsets(settings, [BACKFILLS]))
+        if m.key() == record.backfill_id.encode()
+    ]
+    assert recorded == []
+    engine.dispose()
