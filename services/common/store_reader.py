@@ -153,7 +153,14 @@ class StoreState:
         # The sink adds a new schema version's columns while running: read only the columns
         # it has made so far (a missing one takes the field's default, as a stored change that
         # predates the field would).
-        stored = {c["name"] for c in inspect(engine).get_columns(tables.current.name)}
+        found = inspect(engine)
+        # No table yet: the sink has stored nothing of the resource, so there is no state.
+        self._exists = found.has_table(tables.current.name)
+        stored = (
+            {c["name"] for c in found.get_columns(tables.current.name)}
+            if self._exists
+            else set(tables.value_columns)
+        )
         self._value_columns = [n for n in tables.value_columns if n in stored]
         names = self._value_columns + list(META_COLUMNS)
         self._columns = [self._current.c[n] for n in names]
@@ -174,6 +181,8 @@ class StoreState:
 
     def pages(self) -> Iterator[list[StateRow]]:
         """Pages of state rows in key order; a page may be short (deletes are left out)."""
+        if not self._exists:
+            return
         c = self._current.c
         keys = [c[k] for k in self._keys]
         below = self._below(c._partition, c._offset)

@@ -86,6 +86,10 @@ def test_state_below_the_seam_takes_history_for_keys_changed_since_and_leaves_de
     assert rows[key(7)].ts_ms == YEAR_AGO_MS and rows[key(7)].change()["op"] == "r"
 
 
+def test_a_resource_the_sink_has_not_stored_yet_has_no_state(engine):
+    assert list(StoreState(engine, _record(), {}).pages()) == []
+
+
 def test_a_partition_the_seam_does_not_name_is_all_live(engine):
     record = _record()
     tables = create(engine, record)
