@@ -28,25 +28,30 @@ from typing import Any, Protocol
 
 from services.common import catalog_feed
 from services.common.catalog_feed import CatalogRecord
-from services.common.dead_letter import DeadLetter, produce_dead_letter
+from services.common.dead_letter import produce_dead_letter
 from services.common.feed import read_feed
 from services.common.grant_feed import GrantRecord
 from services.common.kafka_clients import make_producer
 from services.common.plan import DeliveryPlan, plan_delivery
-from services.common.serde import EncodeError
 from services.common.settings import Settings
 from services.common.sql import build_engine
 from services.common.store_reader import StateRow, StoreState, behind, store_positions
 from services.common.topic_reader import end_offsets, read_range
 from services.common.topics import BACKFILLS, CATALOG
-from services.router.backfill import Partition, snapshot_event
-from services.router.routing import STAGE, Route, Router
+from services.router.backfill import (
+    Partition,
+    completion,
+    snapshot_dead_letter,
+    snapshot_event,
+)
+from services.router.routing import Route, Router
 
 log = logging.getLogger("govbus.router.backfill")
 
 STORE_WAIT_S = 1800.0  # how long the store may take to reach a seam (a sink catching up)
 WAIT_LOG_S = 15.0  # how often a waiting backfill says so
 FLUSH_S = 120.0  # acknowledgement of one page
+RETRY_PAUSES_S = (5.0, 15.0, 30.0, 60.0)  # between attempts of a failed backfill
 
 
 class OutputWriter(Protocol):
@@ -200,39 +205,60 @@ class BackfillRunner:
         self._engine.dispose()
 
     def _run(self, job: _Job) -> None:
-        started = time.monotonic()
-        tally = _Tally()
+        """The backfill, again after a failure (a broker or store hiccup) a few times: pages
+        sent before the failure are sent again (at least once, keyed, so idempotent)."""
         try:
-            catalog = self._catalog_record(job)
-            self._wait_for_store(job, catalog.topic)
-            log.info("grant %s: backfill from the central store, seam %s", job.grant_id, job.seam)
-            for page in StoreState(self._engine, catalog, job.seam, self._page_rows).pages():
-                job.check()
-                if self._router.route_of(job.grant_id) is None:
-                    raise BackfillStopped(f"{job.grant_id} is no longer routed")
-                self._deliver(job, page, tally)
-            job.check()
-            self._record_done(job, tally)
-            log.info(
-                "grant %s backfilled (%s): %d records from %d keys below the seam, %d already "
-                "delivered live, %d dead-lettered, in %.1fs",
-                job.grant_id,
-                job.record.backfill_id,
-                tally.delivered,
-                tally.rows,
-                tally.live_first,
-                tally.failed,
-                time.monotonic() - started,
-            )
-        except BackfillStopped:
-            log.info("grant %s: backfill stopped, not recorded as done", job.grant_id)
-        except Exception:
-            log.exception("grant %s: backfill failed, not recorded as done", job.grant_id)
+            for pause in (*RETRY_PAUSES_S, None):
+                try:
+                    self._backfill(job)
+                    return
+                except BackfillStopped:
+                    log.info("grant %s: backfill stopped, not recorded as done", job.grant_id)
+                    return
+                except Exception as exc:
+                    if pause is None:
+                        log.exception(
+                            "grant %s: backfill failed %d times, not recorded as done: it runs "
+                            "again when the grant is started again or the router restarts",
+                            job.grant_id,
+                            len(RETRY_PAUSES_S) + 1,
+                        )
+                        return
+                    log.warning(
+                        "grant %s: backfill failed (%s), again in %.0fs", job.grant_id, exc, pause
+                    )
+                    if job.stopped.wait(pause):
+                        return
         finally:
             job.gate.close()
             with self._lock:
                 if self._jobs.get(job.grant_id) is job:
                     del self._jobs[job.grant_id]
+
+    def _backfill(self, job: _Job) -> None:
+        started = time.monotonic()
+        tally = _Tally()
+        catalog = self._catalog_record(job)
+        self._wait_for_store(job, catalog.topic)
+        log.info("grant %s: backfill from the central store, seam %s", job.grant_id, job.seam)
+        for page in StoreState(self._engine, catalog, job.seam, self._page_rows).pages():
+            job.check()
+            if self._router.route_of(job.grant_id) is None:
+                raise BackfillStopped(f"{job.grant_id} is no longer routed")
+            self._deliver(job, page, tally)
+        job.check()
+        self._record_done(job, tally)
+        log.info(
+            "grant %s backfilled (%s): %d records from %d keys below the seam, %d already "
+            "delivered live, %d dead-lettered, in %.1fs",
+            job.grant_id,
+            job.record.backfill_id,
+            tally.delivered,
+            tally.rows,
+            tally.live_first,
+            tally.failed,
+            time.monotonic() - started,
+        )
 
     def _catalog_record(self, job: _Job) -> CatalogRecord:
         """The resource as the catalog has it now: its tables and current schema."""
@@ -277,13 +303,18 @@ class BackfillRunner:
                 if delivery is None:  # the row filter holds it back
                     continue
                 out = self._router.output(route, delivery)
-            except KeyError as exc:
-                self._dead_letter(job, row, "missing_field", f"record lacks field {exc}")
-                tally.failed += 1
-                continue
-            except ValueError as exc:  # MaskingError and EncodeError are ValueErrors
-                reason = exc.reason if isinstance(exc, EncodeError) else "masking_failed"
-                self._dead_letter(job, row, reason, str(exc))
+            except (KeyError, ValueError) as exc:  # MaskingError, EncodeError: ValueErrors
+                position = (row.topic, row.partition, row.offset)
+                letter = snapshot_dead_letter(
+                    job.grant_id, exc, row.change(), row.record_key, position
+                )
+                log.error(
+                    "grant %s: event %s dead-lettered: %s",
+                    job.grant_id,
+                    row.event_id,
+                    letter.detail,
+                )
+                produce_dead_letter(self._dead_letters, letter, self._on_dead_letter)
                 tally.failed += 1
                 continue
 
@@ -300,22 +331,6 @@ class BackfillRunner:
         self._flush_dead_letters()
         tally.delivered += len(shares)
 
-    def _dead_letter(self, job: _Job, row: StateRow, reason: str, detail: str) -> None:
-        log.error(
-            "grant %s: backfill of event %s dead-lettered: %s", job.grant_id, row.event_id, detail
-        )
-        letter = DeadLetter(
-            STAGE,
-            reason,
-            f"grant {job.grant_id} backfill: {detail}",
-            row.record_key.encode(),
-            json.dumps(row.change(), ensure_ascii=False, default=str).encode(),
-            row.topic,
-            row.partition,
-            row.offset,
-        )
-        produce_dead_letter(self._dead_letters, letter, self._on_dead_letter)
-
     def _on_dead_letter(self, err, _msg) -> None:
         if err is not None:
             self._dead_letter_errors.append(err)
@@ -327,17 +342,9 @@ class BackfillRunner:
             raise RuntimeError(f"dead letters not acknowledged: {remaining} left, {errors[:3]}")
 
     def _record_done(self, job: _Job, tally: _Tally) -> None:
-        completion = {
-            "grant_id": job.grant_id,
-            "backfill_id": job.record.backfill_id,
-            "from": "central_store",
-            "seam": {f"{t}:{p}": off for (t, p), off in sorted(job.seam.items())},
-            "delivered": tally.delivered,
-            "dead_lettered": tally.failed,
-            "ts_ms": int(time.time() * 1000),
-        }
         backfill_id = job.record.backfill_id
-        self._writer.produce(BACKFILLS, json.dumps(completion).encode(), backfill_id.encode())
+        done = completion(job.grant_id, backfill_id, job.seam, tally.delivered, tally.failed)
+        self._writer.produce(BACKFILLS, json.dumps(done).encode(), backfill_id.encode())
         self._writer.flush(FLUSH_S)
         with self._lock:
             self._done.add(backfill_id)
