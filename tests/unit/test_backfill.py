@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
-from services.common.plan import compile_plan
+from services.common.plan import compile_plan, plan_delivery
 from services.common.schemas import value_schema
-from services.router.backfill import backfill_deliveries, latest_states, seam, snapshot_event
+from services.common.serde import EncodeError
+from services.router.backfill import (
+    backfill_deliveries,
+    latest_states,
+    seam,
+    snapshot_dead_letter,
+    snapshot_event,
+    snapshot_failure,
+)
 from services.router.backfill_runner import KeyGate
 from tests.unit.fixtures import RESIDENTS, SCHEMAS, catalog, envelope, grant, resident
 
@@ -122,3 +131,19 @@ def test_live_waits_while_the_snapshot_of_its_key_is_being_produced():
     gate.snapshot(b"k", snapshot_produce)
     threads[0].join(timeout=10)
     assert out == ["snap", "live"]
+
+
+def test_a_failed_snapshot_is_a_dead_letter_naming_the_grant_and_the_stored_change():
+    change = snapshot_event(envelope("c", after=resident(birth_date="unknown")))
+    try:
+        plan_delivery(_plan(), change)
+    except ValueError as exc:
+        failure = exc
+    letter = snapshot_dead_letter("g-1", failure, change, '{"id_number": "x"}', ("t", 2, 41))
+    assert (letter.stage, letter.reason) == ("router", "masking_failed")
+    assert letter.detail.startswith("grant g-1 backfill: masking failed:")
+    assert letter.key == b'{"id_number": "x"}'
+    assert json.loads(letter.value) == change
+    assert (letter.topic, letter.partition, letter.offset) == ("t", 2, 41)
+    assert snapshot_failure(KeyError("gender")) == ("missing_field", "record lacks field 'gender'")
+    assert snapshot_failure(EncodeError("schema_mismatch", "bad"))[0] == "schema_mismatch"
