@@ -31,7 +31,7 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # the tests' OutputWriter stands in for the router's forwarder
+sys.path.insert(0, str(REPO))  # tests.backfill_support: the router's part around a backfill
 
 from confluent_kafka import Producer  # noqa: E402
 from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: E402
@@ -150,16 +150,13 @@ def run_backfill(spec: dict) -> dict:
     """The measured process: a router's BackfillRunner, and nothing else."""
     from services.common.serde import AvroCodec
     from services.router.backfill_runner import BackfillRunner
-    from services.router.routing import Router
-    from tests.output_writer import ProducerWriter
+    from tests.backfill_support import ProducerWriter, route_grant
 
     settings = Settings(kafka_bootstrap=spec["bootstrap"])
     catalog_record, record = bench_records(settings, spec["tag"])
     # An in-memory registry: the measure is the backfill's, not a registry's.
     codec = AvroCodec(SchemaRegistryClient.new_client({"url": f"mock://{spec['tag']}"}))
-    router = Router([catalog_record.resource], codec)
-    secret = settings.mask_secret.get_secret_value().encode()
-    route = router.add_grant(record.grant, catalog_record.value_schema, secret)
+    router, route = route_grant(settings, codec, [catalog_record], record.grant)
     writer = ProducerWriter(settings, audit_topic=spec["audit_topic"])
     runner = BackfillRunner(settings, router, writer, spec["store_url"])
     seam = {(catalog_record.topic, int(p)): off for p, off in spec["seam"].items()}

@@ -28,10 +28,10 @@ from services.common.topic_reader import end_offsets, read_range
 from services.common.topics import AUDIT, BACKFILLS, DLQ, key_subject, value_subject
 from services.router.backfill import latest_states, snapshot_event
 from services.router.backfill_runner import BackfillRunner
-from services.router.routing import RawMessage, Router
+from services.router.routing import RawMessage
+from tests.backfill_support import ProducerWriter, route_grant
 from tests.integration.conftest import wait_until
 from tests.integration.seed import file_records
-from tests.output_writer import ProducerWriter
 from tests.store_rows import create, set_applied, store_change
 from tests.unit.fixtures import resident
 
@@ -106,9 +106,7 @@ def test_backfill_delivers_the_state_below_the_seam_from_the_store_while_live_ch
     record: GrantRecord = next(g for g in grants if g.grant.id == f"{GRANT}-{bus.tag}")
     grant = record.grant
     codec = AvroCodec(make_registry_client(settings))
-    router = Router([r.resource for r in resources], codec)
-    secret = settings.mask_secret.get_secret_value().encode()
-    route = router.add_grant(grant, catalog_record.value_schema, secret, catalog_record.resource)
+    router, route = route_grant(settings, codec, resources, grant)
     ensure_topics(make_admin(settings), [delivery_topic_spec(grant.topic, settings)])
     source = Source(settings, catalog_record, codec)
     topic = catalog_record.topic
@@ -237,9 +235,7 @@ def test_a_backfill_whose_grant_stops_routing_sends_nothing_and_is_not_recorded(
     catalog_record = next(r for r in resources if r.resource.code == "resident_population")
     record = next(g for g in grants if g.grant.id == f"{GRANT}-{bus.tag}")
     codec = AvroCodec(make_registry_client(settings))
-    router = Router([r.resource for r in resources], codec)
-    secret = settings.mask_secret.get_secret_value().encode()
-    route = router.add_grant(record.grant, catalog_record.value_schema, secret)
+    router, route = route_grant(settings, codec, resources, record.grant)
     ensure_topics(make_admin(settings), [delivery_topic_spec(record.grant.topic, settings)])
     store_url = f"sqlite:///{tmp_path / 'store.db'}"
     engine = build_engine(store_url)

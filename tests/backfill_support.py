@@ -1,5 +1,6 @@
-"""An OutputWriter on one producer, with the audit chain: what the router's forwarder offers a
-backfill, for tests and the backfill benchmark that run a BackfillRunner without the router."""
+"""What a BackfillRunner needs from the router, for tests and the backfill benchmark that run one
+without the router process: a Router with the grant routed, and an OutputWriter on one producer
+with the audit chain (what the router's forwarder offers a backfill)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,26 @@ import time
 from typing import Any
 
 from services.common.audit import GENESIS, seal, share_record
+from services.common.catalog import Grant
+from services.common.catalog_feed import CatalogRecord
 from services.common.kafka_clients import make_producer
 from services.common.plan import DeliveryPlan
+from services.common.serde import AvroCodec
 from services.common.settings import Settings
 from services.common.topics import AUDIT
+from services.router.routing import Route, Router
 
 AUDIT_CHUNK = 500
+
+
+def route_grant(
+    settings: Settings, codec: AvroCodec, resources: list[CatalogRecord], grant: Grant
+) -> tuple[Router, Route]:
+    """A router that knows ``resources``, with ``grant`` routed (the one place these build one)."""
+    router = Router([r.resource for r in resources], codec)
+    record = next(r for r in resources if r.resource_id == grant.resource)
+    secret = settings.mask_secret.get_secret_value().encode()
+    return router, router.add_grant(grant, record.value_schema, secret, record.resource)
 
 
 class ProducerWriter:
