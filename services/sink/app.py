@@ -12,6 +12,7 @@ its reason; none is dropped with its offset committed.
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import time
 
@@ -48,6 +49,7 @@ class StoreSink:
         catalog: FeedFollower[CatalogRecord],
         source: dict,
         metrics: BusMetrics,
+        pattern: str,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
@@ -56,6 +58,7 @@ class StoreSink:
         self._catalog = catalog
         self._source = source
         self._metrics = metrics
+        self._pattern = re.compile(pattern)  # the source topics this sink stores
         self.view = CatalogView()
         self._readers: dict[str, ReaderSchema] = {}
         self._broken: dict[str, str] = {}  # resource id -> why its tables cannot follow it
@@ -66,16 +69,16 @@ class StoreSink:
     def store(self) -> CentralStore:
         return self._store
 
-    def subscribe(self, pattern: str) -> None:
-        self._consumer.subscribe([pattern])
+    def subscribe(self) -> None:
+        self._consumer.subscribe([self._pattern.pattern])
 
     def close(self) -> None:
         self._consumer.close()
         self._catalog.stop()
         self._store.close()
 
-    def run(self, pattern: str, batch_size: int) -> None:
-        self.subscribe(pattern)
+    def run(self, batch_size: int) -> None:
+        self.subscribe()
         try:
             while not self.stopping:
                 self.step(batch_size, timeout_s=0.5)
@@ -93,6 +96,8 @@ class StoreSink:
                 if rid in self.view.blocked:
                     log.error("resource %s blocked: %s", rid, self.view.blocked[rid])
                 continue
+            if not self._pattern.match(record.topic):
+                continue  # not a topic this sink reads: no tables for it
             try:
                 self._store.ensure(record)
             except OperationalError:
@@ -217,6 +222,7 @@ def build_sink(settings: Settings, metrics: BusMetrics) -> StoreSink:
         catalog,
         source_schema(settings.schemas_dir),
         metrics,
+        settings.source_pattern,
     )
     sink.follow_catalog()
     return sink
@@ -237,4 +243,4 @@ def main() -> None:
     signal.signal(signal.SIGINT, stop)
     store = settings.printable_url(settings.central_store_url)
     log.info("central-store sink up: %s, metrics on :%d", store, port)
-    sink.run(settings.source_pattern, settings.batch_size)
+    sink.run(settings.batch_size)

@@ -32,10 +32,26 @@ from services.common.store_tables import (
     resource_tables,
 )
 from services.common.topics import CATALOG
+from services.sink.bulk import forget_stages_on_rollback, insert_rows
 from services.sink.store_schema import migrate
 
-# Bound parameters per statement: SQLite allows 32766, PostgreSQL 65535.
-MAX_PARAMS = 30_000
+HISTORY_COLUMNS = (
+    "event_id",
+    "record_key",
+    "op",
+    "before",
+    "after",
+    "ts_ms",
+    "source_ts_ms",
+    "version",
+    "topic",
+    "partition",
+    "offset",
+)
+
+
+def _json(value: dict[str, Any]) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
 @dataclass(frozen=True)
@@ -65,15 +81,50 @@ def _insert(engine: Engine, table: Table):
     return insert(table)
 
 
-def _chunks(rows: list[dict[str, Any]], width: int) -> Iterable[list[dict[str, Any]]]:
-    size = max(1, MAX_PARAMS // max(1, width))
-    for i in range(0, len(rows), size):
-        yield rows[i : i + size]
+def value_fields(tables: ResourceTables) -> list[str]:
+    """Value columns of the current table, those of removed fields too (see store_schema):
+    a row written now has them NULL."""
+    return [c.name for c in tables.current.columns if c.name not in META_COLUMNS]
+
+
+def history_row(key_fields: Sequence[str], c: StoredChange) -> tuple[Any, ...]:
+    """A change as a row of HISTORY_COLUMNS."""
+    return (
+        c.event_id,
+        _json({k: c.row[k] for k in key_fields}),
+        c.op,
+        None if c.before is None else _json(c.before),
+        None if c.after is None else _json(c.after),
+        c.ts_ms,
+        c.source_ts_ms,
+        c.version,
+        c.topic,
+        c.partition,
+        c.offset,
+    )
+
+
+def current_row(fields: Sequence[str], c: StoredChange) -> tuple[Any, ...]:
+    """A change as a row of the current table: ``fields`` then META_COLUMNS."""
+    row = c.row
+    return (
+        *[row.get(f) for f in fields],
+        c.op,
+        c.op == "d",
+        c.version,
+        c.event_id,
+        c.ts_ms,
+        c.source_ts_ms,
+        c.topic,
+        c.partition,
+        c.offset,
+    )
 
 
 class CentralStore:
     def __init__(self, url: str, records: Iterable[CatalogRecord] = ()) -> None:
         self.engine = build_engine(url)
+        forget_stages_on_rollback(self.engine)
         self.resources: dict[str, ResourceTables] = {}
         self._positions = positions_table()
         self._positions.metadata.create_all(self.engine)
@@ -115,30 +166,8 @@ class CentralStore:
 
     def _insert_history(self, conn: Connection, tables: ResourceTables, batch) -> int:
         keys = tables.entry.key_fields
-        rows = [
-            {
-                "event_id": c.event_id,
-                "record_key": json.dumps(
-                    {k: c.row[k] for k in keys}, ensure_ascii=False, sort_keys=True
-                ),
-                "op": c.op,
-                "before": c.before,
-                "after": c.after,
-                "ts_ms": c.ts_ms,
-                "source_ts_ms": c.source_ts_ms,
-                "version": c.version,
-                "topic": c.topic,
-                "partition": c.partition,
-                "offset": c.offset,
-            }
-            for c in batch
-        ]
-        history = tables.history
-        fresh = 0
-        for chunk in _chunks(rows, len(history.columns)):
-            stmt = _insert(self.engine, history).values(chunk).on_conflict_do_nothing()
-            fresh += len(conn.execute(stmt.returning(history.c.event_id)).all())
-        return fresh
+        rows = [history_row(keys, c) for c in batch]
+        return insert_rows(conn, tables.history, HISTORY_COLUMNS, rows, ["event_id"])
 
     def _upsert_current(self, conn: Connection, tables: ResourceTables, batch) -> None:
         keys = tables.entry.key_fields
@@ -148,35 +177,11 @@ class CentralStore:
             held = latest.get(key)
             if held is None or held.version <= change.version:
                 latest[key] = change
-        # Columns of removed fields too (see store_schema): a row written now has them NULL.
-        fields = [c.name for c in tables.current.columns if c.name not in META_COLUMNS]
-        rows = [
-            {
-                **{f: c.row.get(f) for f in fields},
-                "_op": c.op,
-                "_deleted": c.op == "d",
-                "_version": c.version,
-                "_event_id": c.event_id,
-                "_ts_ms": c.ts_ms,
-                "_source_ts_ms": c.source_ts_ms,
-                "_topic": c.topic,
-                "_partition": c.partition,
-                "_offset": c.offset,
-            }
-            for c in latest.values()
-        ]
-        current = tables.current
-        for chunk in _chunks(rows, len(current.columns)):
-            stmt = _insert(self.engine, current).values(chunk)
-            updates = {col.name: stmt.excluded[col.name] for col in current.columns}
-            # Only move forward: a replayed older change never overwrites a newer one.
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=list(keys),
-                    set_=updates,
-                    where=current.c._version < stmt.excluded._version,
-                )
-            )
+        fields = value_fields(tables)
+        rows = [current_row(fields, c) for c in latest.values()]
+        # Only move forward: a replayed older change never overwrites a newer one.
+        columns = [*fields, *META_COLUMNS]
+        insert_rows(conn, tables.current, columns, rows, keys, forward_only_by="_version")
 
     def _store_positions(self, conn: Connection, positions: Mapping[tuple[str, int], int]) -> None:
         if not positions:

@@ -80,7 +80,7 @@ class Source:
 
 def start_sink(settings: Settings) -> StoreSink:
     sink = build_sink(settings, BusMetrics(CollectorRegistry()))
-    sink.subscribe(settings.source_pattern)
+    sink.subscribe()
     return sink
 
 
