@@ -17,6 +17,7 @@ from services.common.store_reader import (
     resolve,
     store_positions,
 )
+from services.common.store_tables import source_version
 from tests.store_rows import create, set_applied, store_change
 from tests.unit.fixtures import RESIDENTS, SCHEMAS, catalog, resident
 
@@ -182,3 +183,43 @@ def test_store_positions_and_what_is_behind_the_seam(engine):
     assert positions == {0: 10, 1: 4}
     assert behind(positions, {0: 10, 1: 5, 2: 0}) == {1: (4, 5)}
     assert behind(positions, {0: 9, 1: 4}) == {}
+
+
+def test_reads_what_the_sink_writes(store_url):
+    """The sink's own writes (history JSON, record keys, versions, applied offsets) read back as
+    the state below the seam: the two sides agree on the layout."""
+    from services.sink.central_store import CentralStore, StoredChange
+
+    record = _record()
+    store = CentralStore(store_url, [record])
+
+    def change(op, row, offset, partition=0):
+        return StoredChange(
+            record.resource_id,
+            f"e{offset}",
+            op,
+            row if op != "c" else None,
+            row if op != "d" else None,
+            1_764_000_000_000 + offset,
+            None,
+            source_version(f"lsn:{offset}"),
+            TOPIC,
+            partition,
+            offset,
+        )
+
+    store.apply(
+        [change("c", _person(1), 0), change("c", _person(2), 1), change("c", _person(3), 2)],
+        {(TOPIC, 0): 3},
+    )
+    store.apply(
+        [change("u", _person(1, name="后来"), 3), change("d", _person(2), 4)], {(TOPIC, 0): 5}
+    )
+    assert store_positions(store.engine, TOPIC) == {0: 5}
+    seam = {(TOPIC, 0): 3}
+    rows = [r for page in StoreState(store.engine, record, seam, 2).pages() for r in page]
+    assert {r.record_key: r.event_id for r in rows} == {
+        record_key(ENTRY.key_fields, _person(n)): f"e{n - 1}" for n in (1, 2, 3)
+    }
+    assert {r.after["name"] for r in rows} == {"王建国"}  # history, as below the seam
+    store.close()
