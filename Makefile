@@ -58,6 +58,11 @@ bench-store: install
 	$(PG) start
 	$(BIN)/python benchmarks/store_upsert.py --url "$$($(PG) url)"
 
+# Backfill of 1M live keys from the central store: the router's peak RSS and time.
+.PHONY: bench-backfill
+bench-backfill: install
+	@bash deploy/with-broker.sh $(BIN)/python benchmarks/backfill_memory.py
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -7,15 +7,25 @@ at or after it will be routed with it. The backfill is the latest change per rec
 below the seam (a delete means the record is gone), filtered and masked by the grant's plan
 like a live change, as op ``r`` under the event id of that latest change. Nothing is missed
 or doubled at the seam.
+
+The state is read from the central store, which has no retention gap (``backfill_runner.py``,
+``common/store_reader.py``). ``latest_states`` computes the same state from a topic's changes:
+the reference tests check the store's state against (a topic forgets rows after its retention,
+so backfill does not read one).
 """
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from services.common.dead_letter import DeadLetter
 from services.common.plan import Delivery, DeliveryPlan, plan_delivery
+from services.common.serde import EncodeError
+from services.router.routing import STAGE
 
 Partition = tuple[str, int]  # (topic, partition)
 
@@ -83,12 +93,53 @@ def backfill_deliveries(plan: DeliveryPlan, latest: Iterable[Mapping[str, Any]])
     for event in latest:
         try:
             delivery = plan_delivery(plan, snapshot_event(event))
-        except KeyError as exc:
-            failures.append((event["event_id"], f"record lacks field {exc}"))
-            continue
-        except ValueError as exc:  # MaskingError is a ValueError
-            failures.append((event["event_id"], f"masking failed: {exc}"))
+        except (KeyError, ValueError) as exc:
+            failures.append((event["event_id"], snapshot_failure(exc)[1]))
             continue
         if delivery is not None:
             deliveries.append(delivery)
     return BackfillPlan(deliveries, failures)
+
+
+def snapshot_failure(exc: Exception) -> tuple[str, str]:
+    """(dead-letter reason, detail) of a snapshot its grant's plan could not deliver: a field
+    missing (KeyError), masking (MaskingError) or encoding (EncodeError) failed."""
+    if isinstance(exc, KeyError):
+        return "missing_field", f"record lacks field {exc}"
+    if isinstance(exc, EncodeError):
+        return exc.reason, str(exc)
+    return "masking_failed", f"masking failed: {exc}"
+
+
+def snapshot_dead_letter(
+    grant_id: str, exc: Exception, change: Mapping[str, Any], record_key: str, position: tuple
+) -> DeadLetter:
+    """The dead letter of a snapshot that failed: the stored change as JSON (there are no
+    original bytes: it comes from the store), keyed by its record key, naming the grant."""
+    reason, detail = snapshot_failure(exc)
+    topic, partition, offset = position
+    return DeadLetter(
+        STAGE,
+        reason,
+        f"grant {grant_id} backfill: {detail}",
+        record_key.encode(),
+        json.dumps(change, ensure_ascii=False, default=str).encode(),
+        topic,
+        partition,
+        offset,
+    )
+
+
+def completion(
+    grant_id: str, backfill_id: str, upto: Mapping[Partition, int], delivered: int, failed: int
+) -> dict[str, Any]:
+    """The record of a completed backfill on ``govbus.backfills`` (keyed by backfill id)."""
+    return {
+        "grant_id": grant_id,
+        "backfill_id": backfill_id,
+        "from": "central_store",
+        "seam": {f"{t}:{p}": off for (t, p), off in sorted(upto.items())},
+        "delivered": delivered,
+        "dead_lettered": failed,
+        "ts_ms": int(time.time() * 1000),
+    }

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import datetime as dt
+import json
+import threading
 
-from services.common.catalog import GrantState
-from services.common.grant_feed import GrantRecord
-from services.common.plan import compile_plan
+from services.common.plan import compile_plan, plan_delivery
 from services.common.schemas import value_schema
-from services.common.settings import Settings
-from services.router import live_grants
-from services.router.backfill import backfill_deliveries, latest_states, seam, snapshot_event
-from services.router.routing import Router
-from tests.unit.fixtures import RESIDENTS, SCHEMAS, catalog, codec, envelope, grant, resident
+from services.common.serde import EncodeError
+from services.router.backfill import (
+    backfill_deliveries,
+    latest_states,
+    seam,
+    snapshot_dead_letter,
+    snapshot_event,
+    snapshot_failure,
+)
+from services.router.backfill_runner import KeyGate
+from tests.unit.fixtures import RESIDENTS, SCHEMAS, catalog, envelope, grant, resident
 
 TOPIC = "gov.psb.resident_population"
 P0, P1, P2 = (TOPIC, 0), (TOPIC, 1), (TOPIC, 2)
@@ -95,46 +100,50 @@ def test_a_record_the_plan_cannot_deliver_is_reported_not_raised():
     assert planned.failures and planned.failures[0][0] == broken["event_id"]
 
 
-def _sync(monkeypatch):
-    created: list[str] = []
-    monkeypatch.setattr(
-        live_grants, "ensure_topics", lambda _admin, specs: created.extend(s.name for s in specs)
-    )
-    monkeypatch.setattr(live_grants, "make_admin", lambda _settings: None)
-    settings = Settings(
-        source_pattern=r"^gov\.psb\..+", mask_secret="unit-test-master-secret-long-enough"
-    )
-    router = Router(catalog().values(), codec())
-    sync = live_grants.GrantSync(settings, router, forwarder=None, done=set())
-
-    def record(grant_id, **changes):
-        g = grant(grant_id, **changes)
-        entry = catalog()[g.resource]
-        return GrantRecord(grant=g, resource=entry, value_schema=value_schema(entry, SCHEMAS))
-
-    return sync, router, record, created
+def test_a_snapshot_never_follows_the_live_delivery_of_its_key():
+    gate, out = KeyGate(), []
+    gate.live(b"k1", lambda: out.append("live k1"))
+    gate.snapshot(b"k1", lambda: out.append("snap k1"))  # older than what went live: skipped
+    gate.snapshot(b"k2", lambda: out.append("snap k2"))
+    gate.live(b"k2", lambda: out.append("live k2"))  # after its snapshot: delivered
+    gate.close()
+    gate.snapshot(b"k3", lambda: out.append("snap k3"))  # a stopped backfill sends nothing
+    gate.live(b"k3", lambda: out.append("live k3"))  # live always goes out
+    assert out == ["live k1", "snap k2", "live k2", "live k3"]
 
 
-def test_grant_states_start_stop_and_amend_routes(monkeypatch):
-    sync, router, record, created = _sync(monkeypatch)
-    mca = record("mca-resident-population")
-    sync.apply([mca, record("edu-resident-population", state=GrantState.APPROVED)])
-    sync.apply([record("tax-enterprise-registration")])  # not on this router's sources
-    assert [g.id for g in router.grants()] == ["mca-resident-population"]
-    assert created == ["deliver.mca.resident_population"]  # created before delivering
+def test_live_waits_while_the_snapshot_of_its_key_is_being_produced():
+    gate, out = KeyGate(), []
 
-    # An amendment replaces the grant it amends; the amended one's revocation changes nothing.
-    amended = record("mca-resident-population", id="mca-v2", amends="mca-resident-population")
-    revoked_old = record("mca-resident-population", state=GrantState.REVOKED)
-    sync.apply([amended, revoked_old])
-    assert [g.id for g in router.grants()] == ["mca-v2"]
-    sync.apply([mca])  # the old one coming back active while amended: stays off
-    assert [g.id for g in router.grants()] == ["mca-v2"]
+    def live():
+        gate.live(b"k", lambda: out.append("live"))
 
-    # Terms that cannot be compiled stop the grant rather than keep its old terms delivering.
-    v2 = amended.grant.model_copy(update={"fields": ("no_such_field",)})  # unchecked copy
-    sync.apply([amended.model_copy(update={"grant": v2})])
-    assert router.grants() == []
-    sync.apply([record("mca-resident-population", id="edu-x", state=GrantState.EXPIRED)])
-    assert router.grants() == []
-    assert sync.pending(dt.date(2026, 11, 26)) == []
+    def snapshot_produce():
+        # The router's loop delivers the same key meanwhile: it must come after the snapshot,
+        # or the consumer would end with the older state.
+        racer = threading.Thread(target=live)
+        racer.start()
+        racer.join(timeout=0.5)
+        out.append("snap")
+        threads.append(racer)
+
+    threads: list[threading.Thread] = []
+    gate.snapshot(b"k", snapshot_produce)
+    threads[0].join(timeout=10)
+    assert out == ["snap", "live"]
+
+
+def test_a_failed_snapshot_is_a_dead_letter_naming_the_grant_and_the_stored_change():
+    change = snapshot_event(envelope("c", after=resident(birth_date="unknown")))
+    try:
+        plan_delivery(_plan(), change)
+    except ValueError as exc:
+        failure = exc
+    letter = snapshot_dead_letter("g-1", failure, change, '{"id_number": "x"}', ("t", 2, 41))
+    assert (letter.stage, letter.reason) == ("router", "masking_failed")
+    assert letter.detail.startswith("grant g-1 backfill: masking failed:")
+    assert letter.key == b'{"id_number": "x"}'
+    assert json.loads(letter.value) == change
+    assert (letter.topic, letter.partition, letter.offset) == ("t", 2, 41)
+    assert snapshot_failure(KeyError("gender")) == ("missing_field", "record lacks field 'gender'")
+    assert snapshot_failure(EncodeError("schema_mismatch", "bad"))[0] == "schema_mismatch"
