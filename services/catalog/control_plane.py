@@ -26,7 +26,12 @@ from services.catalog.catalog_edit import (
 from services.catalog.control_store import ControlStore, Resource, grant_record
 from services.catalog.outbox import RecordTooLarge
 from services.catalog.registry_store import SchemaRegistryStore
-from services.catalog.subjects import check_subjects, register_subjects, subject_schemas
+from services.catalog.subjects import (
+    check_subjects,
+    check_value_change,
+    register_subjects,
+    subject_schemas,
+)
 from services.catalog.workflow import (
     LIVE,
     SYSTEM,
@@ -229,6 +234,10 @@ class ControlPlane:
         changed = key_changes(before.entry, before.value_schema, entry, schema) if before else []
         if changed:
             raise Refused(f"{entry.resource_id}: {'; '.join(changed)}")
+        if before is not None:
+            check_value_change(
+                self.registry, entry, before.value_schema, before.schema_version, schema
+            )
         subjects = subject_schemas(entry, schema, source_schema(self.schemas_dir))
         check_subjects(self.registry, subjects)
         version = next_schema_version(

@@ -32,6 +32,24 @@ def subject_schemas(
     }
 
 
+def check_value_change(
+    registry: SchemaRegistryStore,
+    entry: CatalogEntry,
+    old: dict[str, Any],
+    old_version: int,
+    new: dict[str, Any],
+) -> None:
+    """Refuse (409) a value schema change the envelope's subject mode forbids, naming the
+    field: checked on the bare record, whose problems the envelope only reports as a union
+    branch of ``before``/``after``."""
+    subject = value_subject(entry.topic)
+    mode = registry.get_compatibility(subject)
+    problems = compatibility.check(mode, json.dumps(new), {old_version: json.dumps(old)})
+    if problems:
+        details = ", ".join(compatibility.details(problems, mode))
+        raise Conflict(f"value_schema: incompatible with the current one under {mode}: [{details}]")
+
+
 def check_subjects(registry: SchemaRegistryStore, schemas: Mapping[str, str]) -> None:
     """Refuse (409, naming the rule) schemas the registry would not register."""
     for subject, text in schemas.items():
