@@ -9,6 +9,7 @@ Kafka away; the relay publishes once Kafka is back.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import threading
@@ -21,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from services.catalog.control_api import create_control_app
 from services.catalog.control_plane import ControlPlane
 from services.catalog.control_store import ControlStore
+from services.catalog.convergence import owe_everything, revoke_strays
 from services.catalog.outbox_relay import OutboxRelay
 from services.catalog.registry_api import create_registry_app
 from services.catalog.registry_metrics import instrument
@@ -66,14 +68,16 @@ def start_control_plane(settings: Settings, plane: ControlPlane) -> OutboxRelay:
         path.write_text(token + "\n", encoding="utf-8")
         os.chmod(path, 0o600)
         log.info("authority user 'admin' created; its token is in %s", path)
-    log.info("owing the bus %d records: every resource and grant", plane.owe_everything())
+    owed = owe_everything(plane.store, dt.datetime.now(dt.UTC))
+    log.info("owing the bus %d records: every resource and grant", owed)
 
-    def revoke_strays() -> None:
-        strays = plane.revoke_strays(read_feed(settings, GRANTS, grant_feed.decode))
+    def revoke_unknown() -> None:
+        on_topic = read_feed(settings, GRANTS, grant_feed.decode)
+        strays = revoke_strays(plane.store, on_topic, dt.datetime.now(dt.UTC))
         if strays:
             log.warning("grants on govbus.grants unknown to the store, revoked: %s", strays)
 
-    return OutboxRelay(plane.store, settings, prepare=revoke_strays).start()
+    return OutboxRelay(plane.store, settings, prepare=revoke_unknown).start()
 
 
 def authority_token_file(settings: Settings) -> Path:

@@ -3,15 +3,15 @@
 Each change commits in one transaction with what it owes the bus: its records in the outbox
 (a resource's on ``govbus.catalog``, a grant's on ``govbus.grants``), which the relay
 publishes once Kafka takes them. Nothing here talks to Kafka, so no request waits on it and
-no lock is held across it. At start-up the whole state is owed again, so the topics end up
-saying what the store says.
+no lock is held across it. At start-up the whole state is owed again (convergence.py), so
+the topics end up saying what the store says.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +52,6 @@ from services.catalog.workflow import (
 )
 from services.common.catalog import CatalogEntry, Grant, GrantState
 from services.common.config_files import load_catalog, load_departments, load_grants
-from services.common.feed import Decoded
-from services.common.grant_feed import GrantRecord
 from services.common.plan import compile_plan, plan_delivery
 from services.common.schemas import source_schema, value_schema
 from services.common.settings import ConfigError
@@ -96,40 +94,6 @@ class ControlPlane:
         if found is None:
             raise NotFound(f"no grant {grant_id!r}")
         return found
-
-    # -- the bus converges on the store -----------------------------------------------------
-    def owe_everything(self) -> int:
-        """Owe the bus every resource and grant as the store has them (run at every start)."""
-        now = self._clock()
-        with self.store.transaction() as conn:
-            owed = [self.store.owe_resource(conn, r, now) for r in self.store.find_resources(conn)]
-            for case in self.store.find_cases(conn):
-                owed.append(self.store.owe_grant(conn, grant_record(case), now))
-        return len(owed)
-
-    def revoke_strays(self, on_topic: Mapping[str, Decoded[GrantRecord]]) -> list[str]:
-        """Owe a revocation for each grant the topic has and the store does not.
-
-        ``on_topic`` is what govbus.grants holds: a grant there on one of this catalog's
-        resources that the store does not know (a store restored from an older backup, say)
-        is published as revoked, so no router keeps delivering under it. An unreadable record
-        already delivers nothing anywhere (followers fail closed on it).
-        """
-        now = self._clock()
-        revoked = []
-        with self.store.transaction() as conn:
-            ours = {r.entry.resource_id for r in self.store.find_resources(conn)}
-            for grant_id, record in on_topic.items():
-                if not isinstance(record, GrantRecord) or record.grant.resource not in ours:
-                    continue
-                if record.grant.state is GrantState.REVOKED:
-                    continue
-                if self.store.get_case(conn, grant_id) is not None:
-                    continue
-                grant = record.grant.model_copy(update={"state": GrantState.REVOKED})
-                self.store.owe_grant(conn, record.model_copy(update={"grant": grant}), now)
-                revoked.append(grant_id)
-        return revoked
 
     def _write_case(
         self, conn: Connection, user: str, action: str, before: Case | None, after: Case

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from services.catalog.control_api import create_control_app
 from services.catalog.control_plane import ControlPlane
 from services.catalog.control_store import ControlStore
+from services.catalog.convergence import owe_everything, revoke_strays
 from services.catalog.registry_store import SchemaRegistryStore
 from services.catalog.users import bootstrap_authority
 from services.catalog.workflow import SYSTEM, Calendar
@@ -243,8 +244,10 @@ def test_restart_owes_the_store_and_revokes_grants_only_the_topic_knows(api):
         update={"grant": ours.grant.model_copy(update={"id": "other-1", "resource": "x.y"})}
     )
     owed_before = len(api.published)
-    assert api.plane.owe_everything() == len(api.plane.store.cases()) + 3
-    assert api.plane.revoke_strays({"stray-1": stray, "other-1": elsewhere, ours.grant.id: record})
+    store, now = api.plane.store, dt.datetime.now(dt.UTC)
+    assert owe_everything(store, now) == len(store.cases()) + 3
+    on_topic = {"stray-1": stray, "other-1": elsewhere, ours.grant.id: record}
+    assert revoke_strays(store, on_topic, now) == ["stray-1"]
     fresh = api.published[owed_before:]
     states = {r.grant.id: r.grant.state for r in fresh}
     assert states["stray-1"] is GrantState.REVOKED
