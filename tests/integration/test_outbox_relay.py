@@ -25,6 +25,7 @@ from services.common.topics import CATALOG, GRANTS, key_subject, value_subject
 from services.launcher import ProcessGroup
 from tests.integration.brokers import PrivateBroker
 from tests.integration.conftest import _tagged_config, free_port, wait_until
+from tests.integration.seed import file_records, publish_records
 
 ADMIN = "test-authority-token"
 
@@ -213,3 +214,24 @@ def test_with_the_broker_stopped_a_change_is_stored_at_once_and_published_when_i
             assert r.json()["publication"] == "published", r.text
         finally:
             service.processes.stop()
+
+
+def test_a_grant_only_the_topic_knows_is_published_as_revoked_at_start(kafka_bootstrap, tmp_path):
+    service = CatalogService(tmp_path, kafka_bootstrap)
+    _, grants = file_records(service.settings)
+    known = grants[0]
+    stray = known.model_copy(
+        update={"grant": known.grant.model_copy(update={"id": f"stray-{service.tag}"})}
+    )
+    publish_records(service.settings, grants=[stray])
+    assert service.grant_on_topic(stray.grant.id).grant.state == "active"
+    service.start()
+    try:
+        wait_until(
+            lambda: service.grant_on_topic(stray.grant.id).grant.state == "revoked",
+            30,
+            "the stray grant revoked on govbus.grants",
+        )
+        assert service.grant_on_topic(known.grant.id).grant.state == "active"
+    finally:
+        service.processes.stop()
