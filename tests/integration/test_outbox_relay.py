@@ -82,7 +82,8 @@ class CatalogService:
         assert r.status_code == 201, r.text
         return r.json()["token"]
 
-    def request(self, consumer_token: str) -> str:
+    def request(self, consumer_token: str) -> dict:
+        """A grant request of the test's education department; the API's answer."""
         body = {
             "resource": f"hrss_{self.tag}.social_insurance_enrolment",
             "purpose": "教师社保缴纳核验",
@@ -93,7 +94,7 @@ class CatalogService:
         }
         r = self.call(consumer_token, "post", "/grants", json=body)
         assert r.status_code == 201, r.text
-        return r.json()["grant"]["id"]
+        return r.json()
 
     def grant_on_topic(self, grant_id: str):
         return read_feed(self.settings, GRANTS, grant_feed.decode).get(grant_id)
@@ -128,7 +129,7 @@ def test_records_reach_the_topics_in_commit_order_with_source_topics_first(servi
 
     hrss = service.user("hrss-liu", "hrss", "provider")
     edu = service.user("edu-chen", "edu", "consumer")
-    gid = service.request(edu)
+    gid = service.request(edu)["grant"]["id"]
     answers = [
         service.call(hrss, "post", f"/grants/{gid}/approve", json={}),
         service.call(ADMIN, "post", f"/grants/{gid}/activate", json={}),
@@ -176,7 +177,7 @@ def test_with_the_broker_stopped_a_change_is_stored_at_once_and_published_when_i
         try:
             hrss = service.user("hrss-liu", "hrss", "provider")
             edu = service.user("edu-chen", "edu", "consumer")
-            gid = service.request(edu)
+            gid = service.request(edu)["grant"]["id"]
             assert service.call(hrss, "post", f"/grants/{gid}/approve", json={}).status_code == 200
             wait_until(
                 lambda: (
@@ -195,7 +196,7 @@ def test_with_the_broker_stopped_a_change_is_stored_at_once_and_published_when_i
             assert r.json()["publication"] == "pending"
             assert took < 1.0, f"activate answered after {took:.2f}s with the broker away"
             # The command says so too.
-            other = service.request(edu)
+            other = service.request(edu)["grant"]["id"]
             done = service.cli(hrss, "grant", "approve", other)
             assert done.returncode == 0, done.stderr
             assert done.stdout.strip() == f"{other} approved"
@@ -233,5 +234,18 @@ def test_a_grant_only_the_topic_knows_is_published_as_revoked_at_start(kafka_boo
             "the stray grant revoked on govbus.grants",
         )
         assert service.grant_on_topic(known.grant.id).grant.state == "active"
+    finally:
+        service.processes.stop()
+
+
+def test_the_catalog_service_starts_and_takes_changes_with_no_broker_at_all(tmp_path):
+    nobody = f"localhost:{free_port()}"  # nothing listens there
+    service = CatalogService(tmp_path, nobody).start()
+    try:
+        edu = service.user("edu-chen", "edu", "consumer")
+        started = time.monotonic()
+        answer = service.request(edu)
+        assert time.monotonic() - started < 1.0
+        assert answer["publication"] == "pending"
     finally:
         service.processes.stop()
