@@ -17,13 +17,14 @@ from collections import Counter
 import httpx
 
 from services.common.idnumbers import find_resident_ids
-from services.common.plan import expected_deliveries, live_plans, plan_delivery
+from services.common.plan import expected_deliveries, plan_delivery
 from services.common.topics import AUDIT, delivery_topic
 from tests.integration.conftest import free_port, wait_until
 from tests.integration.flow import (
     decode_all,
     demo_changes,
     grant_records,
+    plans,
     publish,
     read_topics,
     wait_drained,
@@ -98,10 +99,10 @@ def test_request_approve_activate_backfill_live_then_revoke(bus):
     assert govbus(env, ADMIN_TOKEN, "grant", "activate", gid).endswith("active")
 
     # Backfill: the current state of every key the grant lets through, once, as op "r".
-    record = grant_records(bus.settings)[gid]
-    plan = live_plans(
-        [record], bus.settings.mask_secret.get_secret_value().encode(), dt.date.today()
-    )[0]
+    topic = delivery_topic(consumer, "social_insurance_enrolment")
+    # The plan the router compiles for the grant: its record joined with the catalog's.
+    wait_until(lambda: grant_records(bus.settings)[gid].grant.state == "active", 10, "activation")
+    plan = next(p for p in plans(bus.settings) if p.topic == topic)
     latest: dict[str, tuple[str, object]] = {}
     for p in before:
         if p.change.resource == resource:
@@ -116,7 +117,6 @@ def test_request_approve_activate_backfill_live_then_revoke(bus):
         )
     }
     assert want_backfill, "the demo data should have live Hefei enrolments"
-    topic = delivery_topic(consumer, "social_insurance_enrolment")
     wait_until(lambda: len(delivered(bus, topic)) >= len(want_backfill), 30, "backfill")
     took = time.monotonic() - activated
     assert took < 5 + 2, f"first deliveries {took:.1f}s after activation"  # 2 s to read the topic
