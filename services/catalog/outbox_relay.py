@@ -62,7 +62,7 @@ class OutboxRelay:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
-        self.failures = 0  # rounds that failed (Kafka away), for logs and tests
+        self.failures = 0  # rounds that failed (Kafka away or refusing)
 
     # -- what other threads call ------------------------------------------------------------
     def start(self) -> OutboxRelay:
@@ -111,7 +111,9 @@ class OutboxRelay:
     def _round(self) -> bool:
         """Publish the next batch; False when nothing is owed."""
         if not self._prepared:
-            ensure_topics(make_admin(self._settings), bus_topic_specs(self._settings))
+            ensure_topics(
+                make_admin(self._settings), bus_topic_specs(self._settings), ADMIN_TIMEOUT_S
+            )
             self._prepare()
             self._prepared = True
         rows = self._store.outbox_pending(self.published_seq, BATCH)
