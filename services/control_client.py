@@ -2,7 +2,9 @@
 
 Talks to ``GOVBUS_API_URL`` with the token in ``GOVBUS_TOKEN`` (or ``--token``). Lists print
 as tables for people, ``--json`` prints the API's JSON for scripts. An API refusal prints
-its status and message and exits 1.
+its status and message and exits 1. A change the store took but Kafka has not yet (the
+answer's ``publication`` is ``pending``) is said so on stderr: it reaches the bus when Kafka
+is back, with nothing more to do.
 """
 
 from __future__ import annotations
@@ -50,6 +52,17 @@ def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) ->
             detail = r.text
         raise ApiError(f"{r.status_code}: {detail}")
     return r.json()
+
+
+PENDING_NOTICE = "stored; waiting for Kafka to publish it"
+
+
+def _change(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+    """A call that changes something; says so when its publication to the bus is pending."""
+    answer = _call(args, method, path, body)
+    if isinstance(answer, dict) and answer.get("publication") == "pending":
+        print(PENDING_NOTICE, file=sys.stderr)
+    return answer
 
 
 def _print(args: argparse.Namespace, data: Any) -> None:
@@ -157,7 +170,7 @@ def _catalog_show(args):
 
 def _catalog_put(args):
     body = json.loads(Path(args.file).read_text(encoding="utf-8"))
-    _print(args, _call(args, "PUT", f"/resources/{args.resource}", body))
+    _print(args, _change(args, "PUT", f"/resources/{args.resource}", body))
 
 
 def _catalog_export(args):
@@ -178,11 +191,11 @@ def _catalog_import(args):
     }
     if not any(k.startswith("catalog/") for k in files):
         raise ApiError(f"{root}/catalog has no *.yaml files")
-    _print(args, _call(args, "POST", "/catalog/import", {"files": files}))
+    _print(args, _change(args, "POST", "/catalog/import", {"files": files}))
 
 
 def _grant_request(args):
-    case = _call(args, "POST", "/grants", _request_body(args))
+    case = _change(args, "POST", "/grants", _request_body(args))
     if args.json:
         return _print(args, case)
     print(f"{case['grant']['id']} {case['grant']['state']} (next step due {case['step_due']})")
@@ -221,7 +234,7 @@ def _grant_show(args):
 def _grant_step(action: str):
     def step(args):
         body = {"reason": getattr(args, "reason", None)}
-        case = _call(args, "POST", f"/grants/{args.grant}/{action}", body)
+        case = _change(args, "POST", f"/grants/{args.grant}/{action}", body)
         if args.json:
             return _print(args, case)
         print(f"{case['grant']['id']} {case['grant']['state']}")

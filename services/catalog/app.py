@@ -1,13 +1,15 @@
 """The catalog service process: the schema registry and, under /api, the control plane.
 
 On a new control store it imports the catalog and grant files under deploy/ and creates the
-first authority user; at every start it publishes every grant's state to govbus.grants, so
-the router follows what the store says before any request comes in.
+first authority user. At every start it owes the bus every resource and grant the store holds
+(and a revocation for each grant only the topic knows), and runs the outbox relay that
+publishes them, so the topics say what the store says. The service starts and answers with
+Kafka away; the relay publishes once Kafka is back.
 """
 
 from __future__ import annotations
 
-import functools
+import datetime as dt
 import logging
 import os
 import threading
@@ -18,24 +20,28 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from services.catalog.control_api import create_control_app
-from services.catalog.control_plane import ControlPlane, bootstrap_authority
+from services.catalog.control_plane import ControlPlane
 from services.catalog.control_store import ControlStore
+from services.catalog.convergence import owe_everything, revoke_strays
+from services.catalog.outbox_relay import OutboxRelay
 from services.catalog.registry_api import create_registry_app
 from services.catalog.registry_metrics import instrument
 from services.catalog.registry_store import SchemaRegistryStore
+from services.catalog.users import bootstrap_authority
 from services.catalog.workflow import SYSTEM, Calendar
-from services.common.grant_feed import publish_grants, read_grants
-from services.common.kafka_clients import bus_topic_specs, ensure_topics, make_admin
+from services.common import grant_feed
+from services.common.feed import read_feed
 from services.common.settings import Settings, load_settings
+from services.common.topics import GRANTS
 
 log = logging.getLogger("govbus.catalog")
 EXPIRY_SWEEP_S = 30.0
 
 
-def build_control_plane(settings: Settings) -> ControlPlane:
+def build_control_plane(settings: Settings, registry: SchemaRegistryStore) -> ControlPlane:
     return ControlPlane(
-        ControlStore(settings.control_url),
-        functools.partial(publish_grants, settings),
+        ControlStore(settings.control_url, settings.max_message_bytes),
+        registry,
         Calendar(
             holidays=settings.holiday_dates,
             provider_days=settings.provider_due_days,
@@ -46,9 +52,9 @@ def build_control_plane(settings: Settings) -> ControlPlane:
     )
 
 
-def start_control_plane(settings: Settings, plane: ControlPlane) -> None:
-    """First start: import deploy/ and create the authority user. Every start: publish."""
-    ensure_topics(make_admin(settings), bus_topic_specs(settings))
+def start_control_plane(settings: Settings, plane: ControlPlane) -> OutboxRelay:
+    """First start: import deploy/ and create the authority user. Every start: owe the bus
+    the whole state, and start the relay that publishes it."""
     if not plane.store.resources():
         counts = plane.import_folder(
             SYSTEM, settings.catalog_dir, settings.grants_dir, settings.schemas_dir
@@ -62,27 +68,38 @@ def start_control_plane(settings: Settings, plane: ControlPlane) -> None:
         path.write_text(token + "\n", encoding="utf-8")
         os.chmod(path, 0o600)
         log.info("authority user 'admin' created; its token is in %s", path)
-    published = plane.publish_all(read_grants(settings).values())
-    log.info("published %d grants to govbus.grants", published)
+    owed = owe_everything(plane.store, dt.datetime.now(dt.UTC))
+    log.info("owing the bus %d records: every resource and grant", owed)
+
+    def revoke_unknown() -> None:
+        on_topic = read_feed(settings, GRANTS, grant_feed.decode)
+        strays = revoke_strays(plane.store, on_topic, dt.datetime.now(dt.UTC))
+        if strays:
+            log.warning("grants on govbus.grants unknown to the store, revoked: %s", strays)
+
+    return OutboxRelay(plane.store, settings, prepare=revoke_unknown).start()
 
 
 def authority_token_file(settings: Settings) -> Path:
     return settings.data_dir / "authority.token"
 
 
-def build_catalog_app(registry: SchemaRegistryStore, plane: ControlPlane) -> FastAPI:
+def build_catalog_app(
+    registry: SchemaRegistryStore, plane: ControlPlane, relay: OutboxRelay | None
+) -> FastAPI:
     app = create_registry_app(registry)
     instrument(app, CollectorRegistry())
-    app.mount("/api", create_control_app(plane))
+    app.mount("/api", create_control_app(plane, relay))
     return app
 
 
-def _sweep_expired(plane: ControlPlane, stop: threading.Event) -> None:
+def _sweep_expired(plane: ControlPlane, relay: OutboxRelay, stop: threading.Event) -> None:
     while not stop.wait(EXPIRY_SWEEP_S):
         try:
             for case in plane.expire_due():
                 log.info("grant %s expired", case.grant.id)
-        except Exception:  # noqa: BLE001 - Kafka or the store may be away; next round retries
+                relay.notify()
+        except Exception:  # noqa: BLE001 - the store may be away; the next round retries
             log.exception("expiry sweep failed")
 
 
@@ -91,17 +108,17 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s catalog %(levelname)s %(message)s")
     settings = load_settings()
     registry = SchemaRegistryStore(settings.schema_store_url)
-    plane = build_control_plane(settings)
-    start_control_plane(settings, plane)
+    plane = build_control_plane(settings, registry)
+    relay = start_control_plane(settings, plane)
     stop = threading.Event()
-    threading.Thread(target=_sweep_expired, args=(plane, stop), daemon=True).start()
+    threading.Thread(target=_sweep_expired, args=(plane, relay, stop), daemon=True).start()
     log.info(
         "schema registry on :%d (store %s), control plane on /api (store %s)",
         settings.registry_port,
         settings.printable_url(settings.schema_store_url),
         settings.printable_url(settings.control_url),
     )
-    app = build_catalog_app(registry, plane)
+    app = build_catalog_app(registry, plane, relay)
     config = uvicorn.Config(
         app,
         host=settings.registry_host,
@@ -114,5 +131,6 @@ def main() -> None:
         uvicorn.Server(config).run()
     finally:
         stop.set()
+        relay.stop()
         registry.close()
         plane.store.close()

@@ -3,12 +3,16 @@
 Every call needs ``Authorization: Bearer <token>``. The workflow decides who may do what;
 this layer only authenticates, translates errors into 4xx answers with a message, and
 limits what each department sees.
+
+A change succeeds when the store commits it. Its answer says whether it is on the bus yet:
+``"publication": "published"`` once the outbox relay has published every change committed
+so far (waited for briefly), else ``"pending"``: stored, and published when Kafka takes it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,7 +20,10 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from services.catalog.control_plane import ControlPlane, add_user, remove_user
+from services.catalog.catalog_files import export_files, import_files
+from services.catalog.control_plane import ControlPlane
+from services.catalog.outbox_relay import OutboxRelay
+from services.catalog.users import add_user, remove_user
 from services.catalog.workflow import (
     Action,
     Actor,
@@ -29,9 +36,13 @@ from services.catalog.workflow import (
     new_case,
     overdue,
 )
-from services.common.catalog import CatalogEntry, GrantState
+from services.common.catalog import CODE, NAME_MAX, TEXT_MAX, CatalogEntry, GrantState
 
 bearer = HTTPBearer(auto_error=False)
+# How long a change's answer waits for the relay: long enough for a live Kafka to acknowledge,
+# short enough that with Kafka away the answer still comes within a second.
+PUBLISH_WAIT_S = 0.5
+Publication = Literal["published", "pending"]
 
 
 class Unauthenticated(Exception):
@@ -60,8 +71,8 @@ Who = Annotated[Actor, Depends(_actor)]
 
 
 class NewUser(BaseModel):
-    name: str = Field(pattern=r"^[a-z][a-z0-9_.-]*$")
-    department: str
+    name: str = Field(pattern=r"^[a-z][a-z0-9_.-]*$", max_length=NAME_MAX)
+    department: str = Field(pattern=CODE, max_length=NAME_MAX)
     role: Role
 
 
@@ -71,7 +82,26 @@ class ResourceBody(BaseModel):
 
 
 class Decision(BaseModel):
-    reason: str | None = None
+    reason: str | None = Field(None, max_length=TEXT_MAX)
+
+
+class CaseReply(Case):
+    publication: Publication
+
+
+class ResourceReply(BaseModel):
+    entry: CatalogEntry
+    value_schema: dict[str, Any]
+    schema_version: int
+    publication: Publication
+
+
+def _publication(plane: ControlPlane, relay: OutboxRelay | None) -> Publication:
+    """Whether every change committed so far is on the bus, after waiting a moment for it."""
+    head = plane.store.outbox_head()
+    if head is None or (relay is not None and relay.wait_published(head, PUBLISH_WAIT_S)):
+        return "published"
+    return "pending"
 
 
 class Files(BaseModel):
@@ -102,13 +132,16 @@ def _require(actor: Actor, *roles: Role) -> None:
         raise Forbidden(f"this needs the {allowed} role; {actor.user} is {actor.role}")
 
 
-def create_control_app(plane: ControlPlane) -> FastAPI:
+def create_control_app(plane: ControlPlane, relay: OutboxRelay | None = None) -> FastAPI:
     app = FastAPI(
         title="govbus control plane",
         description="Data resource catalog and the share (grant) workflow: the consumer "
         "requests, the provider approves, the authority activates and supervises.",
     )
     app.state.plane = plane
+
+    def case_reply(case: Case) -> CaseReply:
+        return CaseReply(**dict(case), publication=_publication(plane, relay))
 
     @app.get("/whoami")
     def whoami(actor: Who) -> Actor:
@@ -143,18 +176,20 @@ def create_control_app(plane: ControlPlane) -> FastAPI:
     @app.put("/resources/{resource_id}")
     def put_resource(
         resource_id: str, body: ResourceBody, actor: Who, plane: Plane
-    ) -> dict[str, Any]:
+    ) -> ResourceReply:
         if body.entry.resource_id != resource_id:
             raise WorkflowError(f"path names {resource_id}, body {body.entry.resource_id}")
-        return plane.put_resource(actor, body.entry, body.value_schema).as_json()
+        res = plane.put_resource(actor, body.entry, body.value_schema)
+        return ResourceReply(**res.as_json(), publication=_publication(plane, relay))
 
     @app.get("/catalog/export")
     def export(actor: Who, plane: Plane) -> Files:
-        return Files(files=plane.export_files())
+        return Files(files=export_files(plane))
 
     @app.post("/catalog/import")
-    def import_(body: Files, actor: Who, plane: Plane) -> dict[str, int]:
-        return plane.import_files(actor, body.files)
+    def import_(body: Files, actor: Who, plane: Plane) -> dict[str, Any]:
+        counts = import_files(plane, actor, body.files)
+        return {**counts, "publication": _publication(plane, relay)}
 
     @app.get("/grants", response_model_exclude_none=True)
     def grants(
@@ -199,14 +234,16 @@ def create_control_app(plane: ControlPlane) -> FastAPI:
         return plane.preview(grant(grant_id, actor, plane).grant, body.samples)
 
     @app.post("/grants", status_code=201, response_model_exclude_none=True)
-    def request(body: GrantRequest, actor: Who, plane: Plane) -> Case:
-        return plane.request(actor, body)
+    def request(body: GrantRequest, actor: Who, plane: Plane) -> CaseReply:
+        return case_reply(plane.request(actor, body))
 
     @app.post("/grants/{grant_id}/{action}", response_model_exclude_none=True)
-    def act(grant_id: str, action: Action, actor: Who, plane: Plane, body: Decision) -> Case:
+    def act(grant_id: str, action: Action, actor: Who, plane: Plane, body: Decision) -> CaseReply:
         if action is Action.EXPIRE:
             raise Forbidden("expiry happens when a grant's validity ends; revoke it instead")
-        return plane.act(actor, grant_id, action, body.reason)
+        if action is Action.SUSPEND:
+            raise Forbidden("a grant is suspended by a catalog edit it no longer fits; revoke it")
+        return case_reply(plane.act(actor, grant_id, action, body.reason))
 
     @app.get("/changes")
     def change_log(

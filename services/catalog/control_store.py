@@ -1,8 +1,9 @@
-"""Durable state of the control plane: departments, users, resources, grants, change log.
+"""Durable state of the control plane: departments, users, resources, grants, change log, outbox.
 
 Models are stored whole as JSON next to the columns they are looked up by, so the pydantic
 model stays the one definition of each thing. Every change of a resource, grant or user is
-written to the change log (who, what, when, before and after) in the same transaction.
+written to the change log (who, what, when, before and after) in the same transaction, and
+every change of a resource or grant to the outbox (outbox.py), which the relay publishes.
 """
 
 from __future__ import annotations
@@ -15,11 +16,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, select
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.engine import Connection
 
+from services.catalog import outbox
 from services.catalog.workflow import Actor, Case, Role
-from services.common.catalog import CatalogEntry, Department, Grant
+from services.common.catalog import CatalogEntry, Department
+from services.common.catalog_feed import CatalogRecord
 from services.common.grant_feed import GrantRecord
 from services.common.sql import build_engine
 
@@ -43,6 +57,8 @@ resources = Table(
     Column("provider", String, nullable=False, index=True),
     Column("entry", JSON, nullable=False),
     Column("value_schema", JSON, nullable=False),
+    # 1 at creation, +1 each time the value schema changes: followers see which one they hold.
+    Column("schema_version", Integer, nullable=False, default=1),
 )
 grants = Table(
     "grants",
@@ -67,6 +83,10 @@ changes = Table(
 )
 
 
+def _resource(row: Any) -> Resource:
+    return Resource(CatalogEntry.model_validate(row.entry), row.value_schema, row.schema_version)
+
+
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -76,30 +96,80 @@ def _json(model: Any) -> Any:
 
 
 class Resource:
-    """A catalog entry with the Avro value schema it currently has."""
+    """A catalog entry with the Avro value schema it currently has, and that schema's version."""
 
-    __slots__ = ("entry", "value_schema")
+    __slots__ = ("entry", "schema_version", "value_schema")
 
-    def __init__(self, entry: CatalogEntry, value_schema: dict[str, Any]) -> None:
+    def __init__(
+        self, entry: CatalogEntry, value_schema: dict[str, Any], schema_version: int = 1
+    ) -> None:
         self.entry = entry
         self.value_schema = value_schema
+        self.schema_version = schema_version
 
     def as_json(self) -> dict[str, Any]:
-        return {"entry": _json(self.entry), "value_schema": self.value_schema}
+        return {
+            "entry": _json(self.entry),
+            "value_schema": self.value_schema,
+            "schema_version": self.schema_version,
+        }
 
-    def record(self, grant: Grant) -> GrantRecord:
-        """A grant on this resource as followers of govbus.grants receive it."""
-        return GrantRecord(grant=grant, resource=self.entry, value_schema=self.value_schema)
+    def record(self) -> CatalogRecord:
+        """This resource as followers of govbus.catalog receive it."""
+        return CatalogRecord(
+            resource=self.entry, value_schema=self.value_schema, schema_version=self.schema_version
+        )
+
+
+def grant_record(case: Case) -> GrantRecord:
+    """A grant as followers of govbus.grants receive it."""
+    return GrantRecord(grant=case.grant, activation=case.activations)
 
 
 class ControlStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, max_record_bytes: int = 1_000_000) -> None:
         self._engine = build_engine(url)
         self._lock = threading.Lock()  # read-check-write steps of the workflow never interleave
+        self._max_record_bytes = max_record_bytes
         metadata.create_all(self._engine)
+        outbox.outbox_metadata.create_all(self._engine)
+        self._add_schema_version_column()
+
+    def _add_schema_version_column(self) -> None:
+        # Stores made before schema versions were kept: every schema they hold is version 1.
+        columns = {c["name"] for c in inspect(self._engine).get_columns("resources")}
+        if "schema_version" not in columns:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    text(
+                        "ALTER TABLE resources ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 1"
+                    )
+                )
 
     def close(self) -> None:
         self._engine.dispose()
+
+    # -- outbox -----------------------------------------------------------------------------
+    def owe_resource(self, conn: Connection, resource: Resource, now: dt.datetime) -> int:
+        """The resource's record, owed to govbus.catalog in this transaction; returns its seq."""
+        return outbox.enqueue_resource(conn, resource.record(), now, self._max_record_bytes)
+
+    def owe_grant(self, conn: Connection, record: GrantRecord, now: dt.datetime) -> int:
+        """A grant's record, owed to govbus.grants in this transaction; returns its seq."""
+        return outbox.enqueue_grant(conn, record, now, self._max_record_bytes)
+
+    def outbox_pending(self, after_seq: int = 0, limit: int = 500) -> list[outbox.OutboxRow]:
+        return outbox.pending(self._engine, after_seq, limit)
+
+    def outbox_head(self) -> int | None:
+        """The newest seq not yet published, or None when the bus has everything."""
+        with self.reading() as conn:
+            return outbox.head(conn)
+
+    def mark_published(self, seq: int) -> None:
+        """Kafka acknowledged every record up to ``seq``: they are no longer owed."""
+        with self.transaction() as conn:
+            outbox.delete_through(conn, seq)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -196,7 +266,7 @@ class ControlStore:
         row = conn.execute(select(resources).where(resources.c.id == resource_id)).first()
         if row is None:
             return None
-        return Resource(CatalogEntry.model_validate(row.entry), row.value_schema)
+        return _resource(row)
 
     @staticmethod
     def put_resource(conn: Connection, resource: Resource) -> None:
@@ -208,13 +278,17 @@ class ControlStore:
                 provider=e.provider,
                 entry=_json(e),
                 value_schema=resource.value_schema,
+                schema_version=resource.schema_version,
             )
         )
 
+    @staticmethod
+    def find_resources(conn: Connection) -> list[Resource]:
+        return [_resource(r) for r in conn.execute(select(resources).order_by(resources.c.id))]
+
     def resources(self) -> list[Resource]:
         with self.reading() as conn:
-            rows = conn.execute(select(resources).order_by(resources.c.id)).all()
-        return [Resource(CatalogEntry.model_validate(r.entry), r.value_schema) for r in rows]
+            return self.find_resources(conn)
 
     def resource(self, resource_id: str) -> Resource | None:
         with self.reading() as conn:

@@ -4,6 +4,10 @@ The consumer states a need (request), the provider answers (approve or reject, w
 reason), the authority activates, and the authority or the provider may revoke. The share
 type decides the path: an unconditional resource skips the provider's step, a not-shared
 one cannot be requested. Each open step has a due date counted in working days.
+
+A catalog edit that an active grant no longer fits (the resource made not shared, a field it
+keeps in clear raised to L4, a row filter naming a field that is gone) suspends the grant;
+the authority may activate it again once it fits, or revoke it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from services.common.catalog import (
     check_grant_against_catalog,
 )
 from services.common.masking import MaskSpec
+from services.common.rowfilter import FilterError, compile_filter
 
 OPEN = (GrantState.REQUESTED, GrantState.APPROVED)
 FINAL = (GrantState.REJECTED, GrantState.REVOKED, GrantState.EXPIRED)
@@ -103,8 +108,10 @@ class Case(Strict):
     activated_by: str | None = None
     l4_clear_approved_by: str | None = None
     closed_by: str | None = None  # rejected, revoked or expired by
-    reason: str | None = None  # of a rejection or revocation
+    reason: str | None = None  # of a rejection, revocation or suspension
     updated_at: dt.datetime
+    # How many times the grant was activated: each activation gets its own backfill.
+    activations: int = Field(0, ge=0)
 
     @property
     def waiting_for(self) -> Role | None:
@@ -180,16 +187,49 @@ class Action(StrEnum):
     ACTIVATE = "activate"
     REVOKE = "revoke"
     EXPIRE = "expire"
+    SUSPEND = "suspend"  # by a catalog edit, never asked for directly
 
+
+LIVE = (GrantState.ACTIVE, GrantState.SUSPENDED)
 
 # Action -> (states it applies to, roles that may take it).
 RULES: Mapping[Action, tuple[tuple[GrantState, ...], tuple[Role, ...]]] = {
     Action.APPROVE: ((GrantState.REQUESTED,), (Role.PROVIDER,)),
     Action.REJECT: (OPEN, (Role.PROVIDER, Role.AUTHORITY)),
-    Action.ACTIVATE: ((GrantState.APPROVED,), (Role.AUTHORITY,)),
-    Action.REVOKE: ((*OPEN, GrantState.ACTIVE), (Role.AUTHORITY, Role.PROVIDER)),
-    Action.EXPIRE: ((GrantState.ACTIVE, *OPEN), (Role.AUTHORITY,)),
+    Action.ACTIVATE: ((GrantState.APPROVED, GrantState.SUSPENDED), (Role.AUTHORITY,)),
+    Action.REVOKE: ((*OPEN, *LIVE), (Role.AUTHORITY, Role.PROVIDER)),
+    Action.EXPIRE: ((*LIVE, *OPEN), (Role.AUTHORITY,)),
+    Action.SUSPEND: ((GrantState.ACTIVE,), (Role.AUTHORITY,)),
 }
+
+
+def as_delivered(grant: Grant, entry: CatalogEntry) -> Grant:
+    """The grant as routers apply it now: fields since removed from the resource left out."""
+    fields = tuple(f for f in grant.fields if f in entry.fields)
+    masking = {f: m for f, m in grant.masking.items() if f in entry.fields}
+    return grant.model_copy(update={"fields": fields, "masking": masking})
+
+
+def suspension_reasons(grant: Grant, entry: CatalogEntry) -> list[str]:
+    """Why an active grant may no longer deliver under the edited catalog entry; empty if fine.
+
+    A field removed from the resource is not a reason: routers deliver the grant without it.
+    """
+    reasons = []
+    if entry.share_type is ShareType.NOT_SHARED:
+        reasons.append(f"resource {entry.resource_id} is now not shared (不予共享)")
+    for name in grant.fields:
+        spec = entry.fields.get(name)
+        mask = grant.masking.get(name)
+        in_clear = mask is None or mask.method == "keep"
+        if spec and spec.sensitivity is Sensitivity.L4 and in_clear and not grant.l4_clear_reason:
+            reasons.append(f"field {name} is now L4 and the grant keeps it in clear with no reason")
+    if grant.row_filter is not None:
+        try:
+            compile_filter(grant.row_filter, set(entry.fields))
+        except FilterError as exc:
+            reasons.append(f"row_filter no longer fits the resource: {exc}")
+    return reasons
 
 
 def _check_actor(action: Action, case: Case, entry: CatalogEntry, actor: Actor) -> None:
@@ -225,14 +265,15 @@ def decide(
     """The case after ``actor`` takes ``action``; raises WorkflowError when it may not."""
     _check_actor(action, case, entry, actor)
     g = case.grant
-    if action in (Action.REJECT, Action.REVOKE) and not (reason and reason.strip()):
+    if action in (Action.REJECT, Action.REVOKE, Action.SUSPEND) and not (reason and reason.strip()):
         raise Refused(f"{action} needs a reason")
     if action is Action.EXPIRE and g.valid_until >= now.date():
         raise Conflict(f"grant {g.id} is valid until {g.valid_until}; it has not expired")
     if action is Action.ACTIVATE and g.valid_until < now.date():
         raise Conflict(f"grant {g.id} ended on {g.valid_until}; it cannot be activated")
     if action is Action.ACTIVATE:
-        problems = check_grant_against_catalog(g, entry)  # the catalog may have changed since
+        # The catalog may have changed since the request (or the suspension).
+        problems = check_grant_against_catalog(as_delivered(g, entry), entry)
         if problems:
             raise Conflict("; ".join(problems))
     update: dict = {"updated_at": now, "step_due": None}
@@ -248,7 +289,12 @@ def decide(
         update |= {
             "activated_by": actor.user,
             "l4_clear_approved_by": actor.user if g.l4_clear_reason else None,
+            "activations": case.activations + 1,
+            "reason": None,
         }
+    elif action is Action.SUSPEND:
+        state = GrantState.SUSPENDED
+        update |= {"reason": reason, "step_due": None}
     else:
         state = {
             Action.REJECT: GrantState.REJECTED,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -13,6 +13,12 @@ from services.common.rowfilter import FilterError, compile_filter
 from services.common.topics import delivery_topic, source_topic
 
 CODE = r"^[a-z][a-z0-9_]*$"
+# Size limits of every text field: a request beyond them is refused (422) naming the field,
+# and no record the bus carries can grow past Kafka's message size through them.
+CODE_MAX = 64  # department and resource codes, field names
+NAME_MAX = 200  # names, descriptions, file names, ids
+TEXT_MAX = 2000  # purpose, legal basis, row filter, reasons
+FIELDS_MAX = 500  # fields of a resource or a grant
 
 
 class Sensitivity(StrEnum):
@@ -46,27 +52,30 @@ class Strict(BaseModel):
 
 class FieldSpec(Strict):
     sensitivity: Sensitivity
-    description: str
+    description: str = Field(max_length=NAME_MAX)
     # Identifier formats checked at ingest: a record with a bad one is dead-lettered.
     format: Literal["resident_id", "credit_code"] | None = None
 
 
 class Department(Strict):
-    name_zh: str
-    name_en: str
+    name_zh: str = Field(max_length=NAME_MAX)
+    name_en: str = Field(max_length=NAME_MAX)
+
+
+FieldName = Annotated[str, Field(max_length=CODE_MAX)]
 
 
 class CatalogEntry(Strict):
-    code: str = Field(pattern=CODE)
-    provider: str = Field(pattern=CODE)
-    name_zh: str
-    name_en: str
+    code: str = Field(pattern=CODE, max_length=CODE_MAX)
+    provider: str = Field(pattern=CODE, max_length=CODE_MAX)
+    name_zh: str = Field(max_length=NAME_MAX)
+    name_en: str = Field(max_length=NAME_MAX)
     category: Literal["government", "social"]
     update_frequency: Literal["realtime", "daily", "weekly", "monthly"]
     share_type: ShareType
-    schema_file: str
-    key_fields: tuple[str, ...] = Field(min_length=1)
-    fields: dict[str, FieldSpec]
+    schema_file: str = Field(max_length=NAME_MAX)
+    key_fields: tuple[FieldName, ...] = Field(min_length=1, max_length=FIELDS_MAX)
+    fields: dict[FieldName, FieldSpec] = Field(max_length=FIELDS_MAX)
 
     @property
     def topic(self) -> str:
@@ -88,19 +97,19 @@ class CatalogEntry(Strict):
 class GrantTerms(Strict):
     """What a consumer asks for and, once approved, receives: a grant without its identity."""
 
-    resource: str = Field(description="<provider>.<code> of a catalog entry")
-    purpose: str = Field(min_length=1)
-    legal_basis: str = Field(min_length=1)
-    fields: tuple[str, ...] = Field(min_length=1)
-    row_filter: str | None = None
-    masking: dict[str, MaskSpec] = {}
+    resource: str = Field(description="<provider>.<code> of a catalog entry", max_length=NAME_MAX)
+    purpose: str = Field(min_length=1, max_length=TEXT_MAX)
+    legal_basis: str = Field(min_length=1, max_length=TEXT_MAX)
+    fields: tuple[FieldName, ...] = Field(min_length=1, max_length=FIELDS_MAX)
+    row_filter: str | None = Field(None, max_length=TEXT_MAX)
+    masking: dict[FieldName, MaskSpec] = {}
     # Why an L4 field may go out in clear; must name the authority's approval.
-    l4_clear_reason: str | None = None
+    l4_clear_reason: str | None = Field(None, max_length=TEXT_MAX)
     valid_from: dt.date
     valid_until: dt.date
     delivery: Literal["kafka"] = "kafka"
     # The grant this one replaces for the same consumer and resource, once it is active.
-    amends: str | None = None
+    amends: str | None = Field(None, max_length=NAME_MAX)
 
     @model_validator(mode="after")
     def _consistent(self) -> GrantTerms:
@@ -118,8 +127,8 @@ class GrantTerms(Strict):
 
 
 class Grant(GrantTerms):
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    consumer: str = Field(pattern=CODE)
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=NAME_MAX)
+    consumer: str = Field(pattern=CODE, max_length=CODE_MAX)
     state: GrantState = GrantState.REQUESTED
 
     @property

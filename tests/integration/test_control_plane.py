@@ -2,28 +2,37 @@
 
 A consumer department requests a resource with the `govbus grant` command, its provider
 approves, the authority activates; the consumer receives first the masked backfill of the
-current state, then live changes; revocation stops the flow.
+current state, then live changes; revocation stops the flow. An activation while the broker
+is stopped is stored at once and delivers once the broker is back.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
+from pathlib import Path
 
 import httpx
 
+from services.common import catalog_feed
+from services.common.feed import read_feed
 from services.common.idnumbers import find_resident_ids
-from services.common.plan import expected_deliveries, live_plans, plan_delivery
-from services.common.topics import AUDIT, delivery_topic
-from tests.integration.conftest import free_port, wait_until
+from services.common.plan import expected_deliveries, plan_delivery
+from services.common.settings import Settings
+from services.common.topics import AUDIT, CATALOG, delivery_topic
+from services.launcher import ProcessGroup
+from tests.integration.brokers import PrivateBroker
+from tests.integration.conftest import Bus, _tagged_config, free_port, wait_until
 from tests.integration.flow import (
     decode_all,
     demo_changes,
-    grant_records,
+    plans,
     publish,
     read_topics,
     wait_drained,
@@ -97,11 +106,14 @@ def test_request_approve_activate_backfill_live_then_revoke(bus):
     activated = time.monotonic()
     assert govbus(env, ADMIN_TOKEN, "grant", "activate", gid).endswith("active")
 
+    topic = delivery_topic(consumer, "social_insurance_enrolment")
+    wait_until(lambda: delivered(bus, topic), 30, "first deliveries")
+    took = time.monotonic() - activated
+    assert took < 5 + 2, f"first deliveries {took:.1f}s after activation"  # 2 s to read the topic
+
     # Backfill: the current state of every key the grant lets through, once, as op "r".
-    record = grant_records(bus.settings)[gid]
-    plan = live_plans(
-        [record], bus.settings.mask_secret.get_secret_value().encode(), dt.date.today()
-    )[0]
+    # The plan is the one the router compiles: the grant's record joined with the catalog's.
+    plan = next(p for p in plans(bus.settings) if p.topic == topic)
     latest: dict[str, tuple[str, object]] = {}
     for p in before:
         if p.change.resource == resource:
@@ -116,10 +128,7 @@ def test_request_approve_activate_backfill_live_then_revoke(bus):
         )
     }
     assert want_backfill, "the demo data should have live Hefei enrolments"
-    topic = delivery_topic(consumer, "social_insurance_enrolment")
     wait_until(lambda: len(delivered(bus, topic)) >= len(want_backfill), 30, "backfill")
-    took = time.monotonic() - activated
-    assert took < 5 + 2, f"first deliveries {took:.1f}s after activation"  # 2 s to read the topic
 
     after = publish(bus.settings, demo_changes(bus.tag, 300, seed=12))
     wait_drained(bus.settings)
@@ -155,3 +164,74 @@ def test_request_approve_activate_backfill_live_then_revoke(bus):
 
     history = json.loads(govbus(env, ADMIN_TOKEN, "grant", "show", gid, "--history"))["history"]
     assert [h["action"] for h in history] == ["revoke", "activate", "approve", "request"]
+
+
+def _private_bus(bootstrap: str, registry_url: str, tmp_path: Path) -> Bus:
+    """A bus like the ``bus`` fixture's, on a broker of the test's own (which it stops)."""
+    tag = uuid.uuid4().hex[:8]
+    _tagged_config(tag, tmp_path / "config")
+    values = {
+        "kafka_bootstrap": bootstrap,
+        "registry_url": registry_url,
+        "data_dir": str(tmp_path / "data"),
+        "catalog_dir": str(tmp_path / "config" / "catalog"),
+        "grants_dir": str(tmp_path / "config" / "grants"),
+        "source_pattern": rf"^gov\.[a-z]+_{tag}\..+",
+        "router_group": f"router-{tag}",
+        "sink_group": f"sink-{tag}",
+        "router_metrics_port": str(free_port()),
+        "sink_metrics_port": str(free_port()),
+        "batch_size": "200",
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVBUS_")}
+    env.update({f"GOVBUS_{k.upper()}": v for k, v in values.items()})
+    return Bus(tag, Settings(**values), ProcessGroup(tmp_path / "logs", env))
+
+
+def test_activated_with_the_broker_stopped_a_grant_delivers_once_it_is_back(registry_url, tmp_path):
+    with PrivateBroker(tmp_path / "kafka") as broker:
+        bus = _private_bus(broker.bootstrap, registry_url, tmp_path)
+        try:
+            env = start_catalog_service(bus)
+            api, admin = env["GOVBUS_API_URL"], {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            provider, consumer = f"hrss_{bus.tag}", f"edu_{bus.tag}"
+            resource = f"{provider}.social_insurance_enrolment"
+
+            def on_bus() -> bool:  # the imported catalog, published by the catalog service
+                return resource in read_feed(bus.settings, CATALOG, catalog_feed.decode)
+
+            wait_until(on_bus, 60, "the catalog on govbus.catalog")
+            bus.start("router")
+            publish(bus.settings, demo_changes(bus.tag, 200, seed=21))
+            hrss = govbus(
+                env, ADMIN_TOKEN, "user", "add", "hrss-liu", "--department", provider,
+                "--role", "provider",
+            )  # fmt: skip
+            edu = govbus(
+                env, ADMIN_TOKEN, "user", "add", "edu-chen", "--department", consumer,
+                "--role", "consumer",
+            )  # fmt: skip
+            gid = json.loads(
+                govbus(
+                    env, edu, "grant", "request", "--json", "--resource", resource,
+                    "--fields", "enrolment_id,insurance_type,status,region_code",
+                    "--purpose", "教师社保缴纳核验", "--legal-basis", "《教师法》第二十五条",
+                    "--until", str(dt.date.today() + dt.timedelta(days=30)),
+                )
+            )["grant"]["id"]  # fmt: skip
+            govbus(env, hrss, "grant", "approve", gid)
+
+            broker.stop()
+            started = time.monotonic()
+            r = httpx.post(f"{api}/grants/{gid}/activate", headers=admin, json={}, timeout=10)
+            took = time.monotonic() - started
+            assert r.status_code == 200 and r.json()["grant"]["state"] == "active", r.text
+            assert r.json()["publication"] == "pending"
+            assert took < 1.0, f"activate answered after {took:.2f}s with the broker stopped"
+
+            broker.start()
+            topic = delivery_topic(consumer, "social_insurance_enrolment")
+            wait_until(lambda: delivered(bus, topic), 90, "deliveries once the broker is back")
+            assert {v["op"] for v in delivered(bus, topic)} == {"r"}  # the grant's backfill
+        finally:
+            bus.processes.stop()

@@ -1,4 +1,5 @@
-"""The control-plane API over a real (in-memory SQLite) store; grants published to a list."""
+"""The control-plane API over a real (in-memory SQLite) store; what it owes the bus is read
+from the store's outbox (no relay runs here, so every change's publication is pending)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,17 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.catalog.control_api import create_control_app
-from services.catalog.control_plane import ControlPlane, bootstrap_authority
+from services.catalog.control_plane import ControlPlane
 from services.catalog.control_store import ControlStore
+from services.catalog.convergence import owe_everything, revoke_strays
+from services.catalog.registry_store import SchemaRegistryStore
+from services.catalog.users import bootstrap_authority
 from services.catalog.workflow import SYSTEM, Calendar
+from services.common import grant_feed
 from services.common.catalog import GrantState
+from services.common.grant_feed import GrantRecord
 from services.common.settings import REPO_ROOT
+from services.common.topics import GRANTS
 from tests.unit.fixtures import SCHEMAS, resident
 
 RESIDENTS = "psb.resident_population"
@@ -22,10 +29,10 @@ TODAY = dt.date.today()
 
 class Api:
     def __init__(self) -> None:
-        self.published: list = []
         store = ControlStore("sqlite://")
+        self.registry = SchemaRegistryStore("sqlite://")
         self.plane = ControlPlane(
-            store, self.published.extend, Calendar(), SCHEMAS, b"unit-test-master-secret"
+            store, self.registry, Calendar(), SCHEMAS, b"unit-test-master-secret"
         )
         deploy = REPO_ROOT / "deploy"
         self.plane.import_folder(SYSTEM, deploy / "catalog", deploy / "grants", SCHEMAS)
@@ -46,6 +53,12 @@ class Api:
     def call(self, who: str | None, method: str, path: str, **kw):
         headers = {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
         return getattr(self.client, method)(path, headers=headers, **kw)
+
+    @property
+    def published(self) -> list[GrantRecord]:
+        """The grant records owed to govbus.grants, in the order the relay publishes them."""
+        rows = self.plane.store.outbox_pending(0, 100_000)
+        return [grant_feed.decode(r.value) for r in rows if r.topic == GRANTS]
 
 
 def request_body(resource: str = RESIDENTS, **changes) -> dict:
@@ -223,31 +236,35 @@ def test_bad_request_bodies_get_422_naming_the_field(api):
     assert r.status_code == 422 and "row_filter" in r.json()["detail"]
 
 
-def test_restart_publishes_the_store_and_revokes_grants_only_the_topic_knows(api):
-    stray = api.plane.records(api.plane.store.cases())[0]
-    stray = stray.model_copy(update={"grant": stray.grant.model_copy(update={"id": "stray-1"})})
-    elsewhere = stray.model_copy(
-        update={
-            "grant": stray.grant.model_copy(update={"id": "other-1"}),
-            "resource": stray.resource.model_copy(update={"provider": "other"}),
-        }
+def test_restart_owes_the_store_and_revokes_grants_only_the_topic_knows(api):
+    ours = api.plane.store.cases()[0]
+    record = GrantRecord(grant=ours.grant, activation=1)
+    stray = record.model_copy(update={"grant": ours.grant.model_copy(update={"id": "stray-1"})})
+    elsewhere = record.model_copy(
+        update={"grant": ours.grant.model_copy(update={"id": "other-1", "resource": "x.y"})}
     )
-    api.published.clear()
-    api.plane.publish_all([stray, elsewhere])
-    states = {r.grant.id: r.grant.state for r in api.published}
+    owed_before = len(api.published)
+    store, now = api.plane.store, dt.datetime.now(dt.UTC)
+    assert owe_everything(store, now) == len(store.cases()) + 3
+    on_topic = {"stray-1": stray, "other-1": elsewhere, ours.grant.id: record}
+    assert revoke_strays(store, on_topic, now) == ["stray-1"]
+    fresh = api.published[owed_before:]
+    states = {r.grant.id: r.grant.state for r in fresh}
     assert states["stray-1"] is GrantState.REVOKED
     assert "other-1" not in states  # another catalog's grant is not ours to revoke
+    assert states[ours.grant.id] is ours.grant.state  # what the store says, not the topic
     assert len(states) == len(api.plane.store.cases()) + 1
 
 
-def test_expiry_closes_grants_whose_validity_ended_and_publishes_it(api):
+def test_expiry_closes_grants_whose_validity_ended_and_owes_it_to_the_bus(api):
     live = {c.grant.id for c in api.plane.store.cases(state="active")}
-    api.published.clear()
+    owed_before = len(api.published)
     assert api.plane.expire_due() == []  # nothing has ended yet
     api.plane._clock = lambda: dt.datetime.now(dt.UTC) + dt.timedelta(days=3 * 365)
     closed = api.plane.expire_due()
     assert {c.grant.id for c in closed} == live
-    assert {r.grant.id for r in api.published if r.grant.state is GrantState.EXPIRED} == live
+    fresh = api.published[owed_before:]
+    assert {r.grant.id for r in fresh if r.grant.state is GrantState.EXPIRED} == live
     history = api.call("admin", "get", f"/grants/{closed[0].grant.id}/history").json()
     assert history[0]["action"] == "expire" and history[0]["actor"] == "system"
 
