@@ -21,6 +21,7 @@ import threading
 import faust
 import mode
 from confluent_kafka import Consumer
+from faust.app.base import BootStrategy
 from prometheus_client import CollectorRegistry
 
 from services.common import catalog_feed, grant_feed
@@ -137,9 +138,19 @@ class DataPathService(mode.Service):
             follower.stop()
 
 
+class RouterBoot(BootStrategy):
+    """Faust's own Kafka clients stay off: the data path brings its own (confluent-kafka)."""
+
+    enable_kafka = False
+
+
+class RouterApp(faust.App):
+    BootStrategy = RouterBoot
+
+
 def create_app(settings: Settings) -> faust.App:
-    """The Faust app: no agents, it hosts the data path service."""
-    return faust.App(
+    """The Faust app: no agents and no Kafka clients of its own; it hosts the data path."""
+    return RouterApp(
         settings.router_group,
         broker=[f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")],
         store="memory://",
