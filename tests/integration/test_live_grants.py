@@ -11,7 +11,8 @@ from collections import Counter
 
 from services.common.audit import first_broken_link
 from services.common.catalog import GrantState
-from services.common.grant_feed import GrantRecord, publish_grants
+from services.common.catalog_feed import CatalogRecord
+from services.common.grant_feed import GrantRecord
 from services.common.kafka_clients import make_producer
 from services.common.plan import compile_plan, plan_delivery
 from services.common.registry_client import make_registry_client
@@ -24,12 +25,14 @@ from services.router.backfill import backfill_deliveries, latest_states
 from tests.integration.conftest import wait_until
 from tests.integration.flow import (
     Feeder,
+    catalog_records,
     decode_all,
     demo_changes,
     grant_records,
     publish,
     read_topics,
 )
+from tests.integration.seed import publish_records
 from tests.integration.test_end_to_end import wait_drained_router
 
 BOUND_S = 5.0
@@ -41,6 +44,14 @@ def _secret(bus) -> bytes:
 
 def _record(bus, grant_id: str) -> GrantRecord:
     return grant_records(bus.settings)[f"{grant_id}-{bus.tag}"]
+
+
+def _resource(bus, record: GrantRecord) -> CatalogRecord:
+    return catalog_records(bus.settings)[record.grant.resource]
+
+
+def publish_grants(settings, records: list[GrantRecord]) -> None:
+    publish_records(settings, grants=records)
 
 
 def _with_grant(record: GrantRecord, **changes) -> GrantRecord:
@@ -76,7 +87,8 @@ def test_activation_backfills_the_current_state_then_live_changes_without_gap_or
 
     base = _record(bus, "mca-resident-population")
     late = _with_grant(base, id=f"late-{bus.tag}", consumer=f"late_{bus.tag}")
-    topic, source = late.grant.topic, late.resource.topic
+    resource = _resource(bus, base)
+    topic, source = late.grant.topic, resource.topic
     feeder = Feeder(s, changes[1000:], chunk=10, pause_s=0.1)  # flowing across the activation
     feeder.start()
     time.sleep(1.0)
@@ -98,7 +110,7 @@ def test_activation_backfills_the_current_state_then_live_changes_without_gap_or
     log = sorted(read_topics(s, [source]), key=lambda m: (m.partition(), m.offset()))
     routed_before = sum(1 for m in log if m.offset() < seam[(source, m.partition())])
     assert routed_before >= sum(1 for c in changes[:1000] if c.resource == base.grant.resource)
-    plan = compile_plan(late.grant, late.resource, late.value_schema, _secret(bus))
+    plan = compile_plan(late.grant, resource.resource, resource.value_schema, _secret(bus))
     below = [
         (m.key(), codec.decode(m.value()))
         for m in log
@@ -165,7 +177,7 @@ def test_revocation_stops_delivery_within_seconds(bus):
 
     produced_ms = {}
     codec = AvroCodec(make_registry_client(s))
-    for m in read_topics(s, [record.resource.topic]):
+    for m in read_topics(s, [_resource(bus, record).topic]):
         produced_ms[codec.decode(m.value())["event_id"]] = m.timestamp()[1]
     delivered = {v["event_id"] for _, v in decode_all(s, read_topics(s, [topic]))}
     assert delivered
@@ -185,11 +197,12 @@ def test_revocation_stops_delivery_within_seconds(bus):
 def test_a_new_field_in_the_providers_schema_is_not_delivered_to_an_existing_grant(bus):
     s = bus.settings
     record = _record(bus, "mca-resident-population")
-    entry = record.resource
+    resource = _resource(bus, record)
+    entry = resource.resource
     publish(s, demo_changes(bus.tag, 50, seed=51))  # registers the schemas, creates the topics
     bus.start("router")
 
-    evolved = json.loads(json.dumps(record.value_schema))
+    evolved = json.loads(json.dumps(resource.value_schema))
     evolved["fields"].append({"name": "informant_note", "type": "string", "default": ""})
     codec = AvroCodec(make_registry_client(s))
     encode_key = codec.encoder(key_subject(entry.topic), key_schema(entry, evolved))
@@ -220,8 +233,11 @@ def test_a_new_field_in_the_providers_schema_is_not_delivered_to_an_existing_gra
         sent.append(event_id)
 
     send("NOTE-FOR-NOBODY-1")
-    # The control plane republishes the grant with the resource's new schema: same terms.
-    publish_grants(s, [record.model_copy(update={"value_schema": evolved})])
+    # The control plane publishes the resource's new schema version; the grant is unchanged.
+    new_version = resource.model_copy(
+        update={"value_schema": evolved, "schema_version": resource.schema_version + 1}
+    )
+    publish_records(s, resources=[new_version])
     time.sleep(2.0)
     send("NOTE-FOR-NOBODY-2")
     wait_drained_router(bus)
