@@ -150,14 +150,14 @@ def run_backfill(spec: dict) -> dict:
     """The measured process: a router's BackfillRunner, and nothing else."""
     from services.common.serde import AvroCodec
     from services.router.backfill_runner import BackfillRunner
-    from tests.backfill_support import ProducerWriter, route_grant
+    from tests.backfill_support import output_writer, route_grant
 
     settings = Settings(kafka_bootstrap=spec["bootstrap"])
     catalog_record, record = bench_records(settings, spec["tag"])
     # An in-memory registry: the measure is the backfill's, not a registry's.
     codec = AvroCodec(SchemaRegistryClient.new_client({"url": f"mock://{spec['tag']}"}))
     router, route = route_grant(settings, codec, [catalog_record], record.grant)
-    writer = ProducerWriter(settings, audit_topic=spec["audit_topic"])
+    writer = output_writer(settings, audit_topic=spec["audit_topic"])
     runner = BackfillRunner(settings, router, writer, spec["store_url"])
     seam = {(catalog_record.topic, int(p)): off for p, off in spec["seam"].items()}
     at_start = rss_mb()

@@ -41,11 +41,11 @@ from services.common.serde import AvroCodec
 from services.common.settings import Settings, load_settings
 from services.common.topic_reader import end_offsets, read_range
 from services.common.topics import AUDIT, CATALOG, GRANTS
+from services.router.backfill_runner import BackfillRunner
 from services.router.data_path import DataPath, consumer_config
 from services.router.forwarder import OutputWriter
 from services.router.live_grants import GrantSync
 from services.router.routing import Router
-from services.router.topic_backfill import TopicBackfillRunner as BackfillRunner
 
 log = logging.getLogger("govbus.router")
 

@@ -37,8 +37,11 @@ class DeliveryFailed(RuntimeError):
 class OutputWriter:
     """Produces outputs, dead letters and chained audit records; ``flush`` confirms them all."""
 
-    def __init__(self, producer: Producer, audit_head: str = GENESIS) -> None:
+    def __init__(
+        self, producer: Producer, audit_head: str = GENESIS, audit_topic: str = AUDIT
+    ) -> None:
         self._producer = producer
+        self._audit_topic = audit_topic
         self._errors: list[KafkaError] = []
         self._audit_lock = threading.Lock()
         self._audit_head = audit_head  # hash of the last audit record written
@@ -75,7 +78,8 @@ class OutputWriter:
             )
             with self._audit_lock:  # head and produce together: the chain's order is the log's
                 record = seal(body, self._audit_head)
-                self.produce(AUDIT, json.dumps(record, ensure_ascii=False).encode(), g.id.encode())
+                value = json.dumps(record, ensure_ascii=False).encode()
+                self.produce(self._audit_topic, value, g.id.encode())
                 self._audit_head = record["hash"]
 
     def poll(self) -> None:

@@ -25,9 +25,9 @@ import yaml
 
 from services.catalog.registry_server import build_registry_server
 from services.catalog.registry_store import SchemaRegistryStore
-from tests.integration.seed import publish_file_feeds
 from services.common.settings import REPO_ROOT, Settings
 from services.launcher import ProcessGroup
+from tests.integration.seed import publish_file_feeds
 
 KAFKA_SH = REPO_ROOT / "deploy" / "kafka" / "kafka.sh"
 

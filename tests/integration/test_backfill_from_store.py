@@ -29,7 +29,7 @@ from services.common.topics import AUDIT, BACKFILLS, DLQ, key_subject, value_sub
 from services.router.backfill import latest_states, snapshot_event
 from services.router.backfill_runner import BackfillRunner
 from services.router.routing import RawMessage
-from tests.backfill_support import ProducerWriter, route_grant
+from tests.backfill_support import output_writer, route_grant
 from tests.integration.conftest import wait_until
 from tests.integration.seed import file_records
 from tests.store_rows import create, set_applied, store_change
@@ -127,7 +127,7 @@ def test_backfill_delivers_the_state_below_the_seam_from_the_store_while_live_ch
     # A row the grant's masking cannot take (birth_date is generalized): dead-lettered alone.
     broken = store_change(engine, tables, "c", person(98, birth_date="unknown"), 0, 0, "lsn:0")
 
-    writer = ProducerWriter(settings)
+    writer = output_writer(settings)
     runner = BackfillRunner(settings, router, writer, store_url, page_rows=7)
     assert record.backfill_id not in runner.done_ids()
     runner.start(record, route, seam)
@@ -244,7 +244,7 @@ def test_a_backfill_whose_grant_stops_routing_sends_nothing_and_is_not_recorded(
         store_change(engine, tables, "c", person(n), 0, n)
     seam = {(catalog_record.topic, 0): 5}
 
-    runner = BackfillRunner(settings, router, ProducerWriter(settings), store_url)
+    runner = BackfillRunner(settings, router, output_writer(settings), store_url)
     runner.start(record, route, seam)  # waits: the store has applied nothing yet
     router.remove_grant(record.grant.id)  # revoked meanwhile
     set_applied(engine, catalog_record.topic, {0: 5})
