@@ -26,6 +26,7 @@ from services.ingest.demo_data import DemoFeed
 from services.ingest.feed import build_publisher
 from services.ingest.publisher import Change
 from services.launcher import ProcessGroup
+from services.progress import scrape_totals
 from tests.integration.brokers import PrivateBroker
 from tests.integration.conftest import Bus, _tagged_config, free_port, wait_until
 from tests.integration.seed import file_records, publish_file_feeds, publish_records
@@ -166,3 +167,69 @@ def test_the_lag_exporter_answers_again_after_a_broker_restart(private_bus: Bus,
     wait_until(
         lambda: scrape_lag(s) == (1, wanted_lags({**counts, **more})), 30, "the new topic's lag"
     )
+
+
+def metric_totals(port: int) -> dict[str, float]:
+    return scrape_totals(f"http://127.0.0.1:{port}/metrics")
+
+
+def test_every_process_outlives_a_broker_restart_under_a_running_feed(private_bus: Bus, broker):
+    from services.sink.central_store import CentralStore
+    from tests.integration.flow import (
+        Feeder,
+        catalog_records,
+        decode_all,
+        expected,
+        read_topics,
+        wait_drained,
+    )
+
+    s = private_bus.settings
+    private_bus.start("router")
+    private_bus.start("sink")
+    start_lag_exporter(private_bus)
+    # About 40 s of feed, so it runs before, across and after the outage.
+    feeder = Feeder(s, tagged_changes(private_bus.tag, 2000, seed=71), chunk=10, pause_s=0.2)
+    feeder.start()
+    router_port, sink_port = s.router_metrics_port, s.sink_metrics_port
+    wait_until(
+        lambda: (
+            metric_totals(router_port).get("govbus_events_in_total", 0) > 100
+            and metric_totals(sink_port).get("govbus_store_changes_total", 0) > 100
+        ),
+        60,
+        "router and sink counting",
+    )
+
+    fed_before = len(feeder.published)
+    broker.stop()  # the feed goes on into the producer's queue; the bus waits for Kafka
+    wait_until(lambda: scrape_lag(s)[0] == 0, 30, "the lag exporter to see the outage")
+    during = metric_totals(router_port), metric_totals(sink_port)
+    assert during[0] and during[1], "router and sink must answer while Kafka is away"
+    broker.start()
+    published = feeder.finish(timeout_s=240)
+    assert len(published) > fed_before, "the feed must go on after the outage"
+    wait_drained(s, 240)
+    private_bus.processes.check_alive()  # no process died of the outage
+
+    # Router and sink kept counting past the outage, every change at least once.
+    router, sink = metric_totals(router_port), metric_totals(sink_port)
+    assert router["govbus_events_in_total"] >= len(published) > during[0]["govbus_events_in_total"]
+    assert sink["govbus_store_changes_total"] >= len(published)
+
+    # Nothing lost: every change is in the central store, every delivery on its topic.
+    store = CentralStore(s.central_store_url, catalog_records(s).values())
+    try:
+        for resource in {p.change.resource for p in published}:
+            ids = [p.event_id for p in published if p.change.resource == resource]
+            assert store.stored_event_ids(resource, ids) == set(ids), resource
+    finally:
+        store.close()
+    for topic, want in expected(s, published).items():
+        got = {v["event_id"] for _, v in decode_all(s, read_topics(s, [topic]))}
+        assert want and got == want, f"{topic}: missing {len(want - got)}"
+
+    # The lag exporter answers with real figures: up, every source topic, nothing behind.
+    topics = {"gov.{}.{}".format(*p.change.resource.split(".")) for p in published}
+    drained = {(svc, t): 0.0 for svc in ("router", "sink") for t in topics}
+    wait_until(lambda: scrape_lag(s) == (1, drained), 30, "lag exporter figures after the restart")
