@@ -61,6 +61,12 @@ class BusMetrics:
             buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
             registry=registry,
         )
+        self.feed_unreadable = Counter(
+            "govbus_feed_unreadable",
+            "Catalog or grant records a process could not read; what each governs is stopped",
+            ["topic"],
+            registry=registry,
+        )
         self.grants_live = Gauge(
             "govbus_grants_live", "Grants delivering now", ["resource"], registry=registry
         )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.common.catalog import CatalogEntry, Grant
+from services.common.catalog_feed import CatalogRecord
 from services.common.grant_feed import GrantRecord
 from services.common.masking import MaskSpec, build_masker, consumer_key, output_type
 from services.common.rowfilter import compile_filter
@@ -47,10 +48,19 @@ def _always(_: Mapping[str, Any]) -> bool:
 def compile_plan(
     grant: Grant, entry: CatalogEntry, value_schema: dict[str, Any], master_secret: bytes
 ) -> DeliveryPlan:
+    """The grant's plan on the resource's current ``value_schema``.
+
+    A granted field the schema no longer has is left out (the consumer's delivery schema loses
+    it, a compatible change for the consumer); a key field must stay, else ValueError.
+    """
     types = field_types(value_schema)
+    lost_keys = [k for k in entry.key_fields if k not in types]
+    if lost_keys:
+        raise ValueError(f"grant {grant.id}: key fields {lost_keys} are not in the schema")
     key = consumer_key(master_secret, grant.consumer)
-    specs = {name: grant.masking.get(name, KEEP) for name in grant.fields}
-    kept = [name for name in grant.fields if specs[name].method != "drop"]
+    granted = [name for name in grant.fields if name in types]
+    specs = {name: grant.masking.get(name, KEEP) for name in granted}
+    kept = [name for name in granted if specs[name].method != "drop"]
 
     def masker(name: str) -> Masker:
         spec = specs[name]
@@ -131,13 +141,18 @@ def plan_delivery(plan: DeliveryPlan, event: Mapping[str, Any]) -> Delivery | No
 
 
 def live_plans(
-    records: Iterable[GrantRecord], master_secret: bytes, today: dt.date
+    records: Iterable[GrantRecord],
+    catalog: Mapping[str, CatalogRecord],
+    master_secret: bytes,
+    today: dt.date,
 ) -> list[DeliveryPlan]:
-    """Plans of the grants live today, each compiled with the value schema of its record."""
+    """Plans of the grants live today, each joined with its resource's catalog record (by
+    resource id) and compiled with that record's current value schema. A grant whose resource
+    is not in ``catalog`` delivers nothing, so it has no plan."""
     return [
-        compile_plan(r.grant, r.resource, r.value_schema, master_secret)
+        compile_plan(r.grant, found.resource, found.value_schema, master_secret)
         for r in records
-        if r.grant.is_live(today)
+        if r.grant.is_live(today) and (found := catalog.get(r.grant.resource)) is not None
     ]
 
 

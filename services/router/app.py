@@ -1,70 +1,53 @@
-"""The router process: a Faust app whose agent only moves batches of bytes.
+"""The router process: a Faust worker that runs the data path as a service thread.
 
-Offsets are acknowledged by Faust's ``take_events`` only after the batch body returns,
-and the body returns only once every output and dead letter is acknowledged by Kafka.
+Faust (its mode worker) runs the process: start-up, signals, stop, and the service that
+starts and watches the data path. The data path itself is a confluent-kafka batch loop
+(data_path.py) in one thread: Faust's per-message stream cost about 60 µs an event, and its
+aiokafka driver cannot subscribe by pattern. The catalog and grant feeds are followed by
+their own threads and applied by the data path between batches.
 
-Grants come from ``govbus.grants``: read to its end at start-up, then followed by a timer on
-the agent's event loop. A batch and a grant change never overlap: both hold the same gate.
+If the data path fails (an output Kafka did not take, a commit refused), it stops without
+committing and the worker exits with a non-zero status; a restart resumes from the last
+commit, so nothing is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import logging
-import os
-import re
-import time
-from collections.abc import Iterable
+import threading
 
 import faust
+import mode
+from confluent_kafka import Consumer
+from faust.app.base import BootStrategy
 from prometheus_client import CollectorRegistry
 
+from services.common import catalog_feed, grant_feed
 from services.common.audit import GENESIS
-from services.common.catalog import CatalogEntry
-from services.common.config_files import load_catalog
-from services.common.grant_feed import GrantFollower, GrantRecord, for_sources
+from services.common.feed import FeedFollower
 from services.common.kafka_clients import (
     bus_topic_specs,
+    delivery_topic_spec,
     ensure_topics,
     make_admin,
     make_producer,
-    source_topic_spec,
 )
-from services.common.metrics import BusMetrics, observe_ages, serve_metrics
+from services.common.metrics import BusMetrics, serve_metrics
 from services.common.registry_client import make_registry_client
+from services.common.schemas import source_schema
 from services.common.serde import AvroCodec
 from services.common.settings import Settings, load_settings
 from services.common.topic_reader import end_offsets, read_range
-from services.common.topics import AUDIT
-from services.router.faust_tuning import LEAN_SETTINGS, use_uvloop
-from services.router.forwarder import BatchForwarder
-from services.router.live_grants import GrantSync, completed_backfills
-from services.router.routing import STAGE, RawMessage, Router
+from services.common.topics import AUDIT, CATALOG, GRANTS
+from services.router.data_path import DataPath, consumer_config
+from services.router.forwarder import OutputWriter
+from services.router.live_grants import GrantSync
+from services.router.routing import Router
+from services.router.topic_backfill import TopicBackfillRunner as BackfillRunner
 
 log = logging.getLogger("govbus.router")
-FATAL_EXIT = 70  # crash-only: die before any offset of an undelivered batch is committed
-
-
-def _raw(event) -> RawMessage:
-    m = event.message
-    return RawMessage(m.topic, m.partition, m.offset, m.key, m.value)
-
-
-GRANT_POLL_S = 0.5  # how often the router applies grant changes (activation, revocation)
-
-
-def build_router(
-    settings: Settings, catalog: dict[str, CatalogEntry], records: Iterable[GrantRecord] = ()
-) -> Router:
-    """A router on the catalog, routing every given grant record whatever its state."""
-    codec = AvroCodec(make_registry_client(settings))
-    router = Router(catalog.values(), codec)
-    secret = settings.mask_secret.get_secret_value().encode()
-    for r in records:
-        router.add_grant(r.grant, r.value_schema, secret, r.resource)
-    return router
 
 
 def audit_head(settings: Settings) -> str:
@@ -75,91 +58,105 @@ def audit_head(settings: Settings) -> str:
     return records[-1]["hash"] if records else GENESIS
 
 
-def source_topics(settings: Settings) -> list[str]:
-    """Every existing topic the router follows: the catalog's, and stray gov.* ones to reject."""
-    pattern = re.compile(settings.source_pattern)
-    names = make_admin(settings).list_topics(timeout=30).topics
-    return sorted(n for n in names if pattern.match(n))
+def build_router(settings: Settings) -> Router:
+    secret = settings.mask_secret.get_secret_value().encode()
+    codec = AvroCodec(make_registry_client(settings))
+    return Router(codec, secret, source_schema(settings.schemas_dir))
 
 
-def create_app(
-    settings: Settings,
-    forwarder: BatchForwarder,
-    topics: list[str],
-    follower: GrantFollower,
-    grants: GrantSync,
-) -> faust.App:
-    app = faust.App(
+def build_data_path(settings: Settings, metrics: BusMetrics) -> DataPath:
+    """The data path on the live catalog and grants, each read to its end first."""
+    admin = make_admin(settings)
+    ensure_topics(admin, bus_topic_specs(settings))
+    catalog = FeedFollower(settings, CATALOG, catalog_feed.decode).start()
+    grants = FeedFollower(settings, GRANTS, grant_feed.decode).start()
+    catalog.wait_caught_up()
+    grants.wait_caught_up()
+    router = build_router(settings)
+    writer = OutputWriter(
+        make_producer(settings, **{"delivery.report.only.error": True}), audit_head(settings)
+    )
+
+    def ensure_delivery_topics(topics: list[str]) -> None:
+        ensure_topics(admin, [delivery_topic_spec(t, settings) for t in topics])
+
+    sync = GrantSync(settings.source_pattern, router, metrics, ensure_delivery_topics)
+    return DataPath(
+        settings,
+        Consumer(consumer_config(settings)),
+        router,
+        sync,
+        writer,
+        metrics,
+        catalog,
+        grants,
+        lambda: BackfillRunner(settings, router, writer, settings.central_store_url),
+    )
+
+
+class DataPathService(mode.Service):
+    """Runs the data path in its own thread; a failure there stops the worker non-zero."""
+
+    def __init__(self, path: DataPath, followers: list[FeedFollower], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._path = path
+        self._followers = followers
+        self._stop_flag = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._ended: asyncio.Future | None = None
+        self.worker: mode.Worker | None = None
+
+    async def on_start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._ended = loop.create_future()
+
+        def run() -> None:
+            error = None
+            try:
+                self._path.run(self._stop_flag)
+            except BaseException as exc:  # noqa: BLE001 - handed to the worker
+                log.exception("data path failed; stopping without commit")
+                error = exc
+            loop.call_soon_threadsafe(self._ended.set_result, error)
+
+        self._thread = threading.Thread(target=run, name="data-path", daemon=True)
+        self._thread.start()
+
+    @mode.Service.task
+    async def _watch(self) -> None:
+        error = await self._ended
+        if error is not None and self.worker is not None:
+            self.worker.crash_reason = error  # the worker re-raises it and exits non-zero
+        if self.worker is not None and not self.worker.should_stop:
+            await self.worker.stop()
+
+    async def on_stop(self) -> None:
+        self._stop_flag.set()
+        if self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 60)
+        for follower in self._followers:
+            follower.stop()
+
+
+class RouterBoot(BootStrategy):
+    """Faust's own Kafka clients stay off: the data path brings its own (confluent-kafka)."""
+
+    enable_kafka = False
+
+
+class RouterApp(faust.App):
+    BootStrategy = RouterBoot
+
+
+def create_app(settings: Settings) -> faust.App:
+    """The Faust app: no agents and no Kafka clients of its own; it hosts the data path."""
+    return RouterApp(
         settings.router_group,
         broker=[f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")],
-        value_serializer="raw",
-        key_serializer="raw",
         store="memory://",
         topic_disable_leader=True,
         web_enabled=False,
-        consumer_auto_offset_reset="earliest",
-        broker_commit_interval=1.0,
-        stream_buffer_maxsize=max(4096, settings.batch_size * 2),
-        **LEAN_SETTINGS,
     )
-    # Faust's aiokafka driver cannot subscribe by pattern, so the router subscribes to the
-    # matching topics that exist at start-up (the catalog's are created before).
-    source = app.topic(*topics, value_serializer="raw", key_serializer="raw")
-    # Held by a batch from routing to acknowledgement, and by a grant change with its backfill.
-    gate = asyncio.Lock()
-
-    @app.timer(interval=GRANT_POLL_S)
-    async def follow_grants():
-        changes = follower.changes()
-        if not changes and not grants.pending(dt.date.today()):
-            return
-        async with gate:
-            try:
-                # Synchronous, in a thread so the loop keeps its heartbeats during a backfill;
-                # no batch runs meanwhile: the agent waits at the gate.
-                await asyncio.get_running_loop().run_in_executor(
-                    None, _apply_grants, grants, changes
-                )
-            except Exception:
-                # A backfill not acknowledged: the restart redoes it (nothing recorded yet).
-                log.exception("grant changes not applied; exiting")
-                os._exit(FATAL_EXIT)
-
-    @app.agent(source)
-    async def route(stream):
-        loop = asyncio.get_running_loop()
-        async for events in stream.take_events(settings.batch_size, within=0.05):
-            started = time.monotonic()
-            try:
-                async with gate:
-                    forwarder.forward([_raw(e) for e in events], dt.date.today())
-                    # The flush blocks, so it runs in a thread while the loop keeps fetching.
-                    await loop.run_in_executor(None, forwarder.wait_acknowledged)
-            except asyncio.CancelledError:
-                # Shutting down mid-batch: finish delivering before Faust acks the batch.
-                _finish_or_die(forwarder)
-                raise
-            except Exception:
-                log.exception("batch of %d not delivered; exiting without commit", len(events))
-                os._exit(FATAL_EXIT)
-            forwarder.metrics.latency.labels(STAGE).observe(time.monotonic() - started)
-            observe_ages(forwarder.metrics, STAGE, [e.message.timestamp for e in events])
-            forwarder.metrics.batch_size.labels(STAGE).observe(len(events))
-
-    return app
-
-
-def _apply_grants(grants: GrantSync, records: list[GrantRecord]) -> None:
-    grants.apply(records)
-    grants.backfill_pending(dt.date.today())
-
-
-def _finish_or_die(forwarder: BatchForwarder) -> None:
-    try:
-        forwarder.wait_acknowledged(30.0)
-    except Exception:
-        log.exception("could not finish the batch on shutdown; exiting without commit")
-        os._exit(FATAL_EXIT)
 
 
 def main() -> None:
@@ -167,28 +164,15 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s router %(levelname)s %(message)s")
     for noisy in ("faust", "mode", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    use_uvloop()
     settings = load_settings()
-    catalog = load_catalog(settings.catalog_dir, settings.schemas_dir)
-    admin = make_admin(settings)
-    ensure_topics(admin, bus_topic_specs(settings))
-    follower = GrantFollower(settings).start()
-    follower.wait_caught_up()
-    records = list(for_sources(follower.changes(), settings.source_pattern).values())
-    resources = [e.topic for e in catalog.values()] + [r.resource.topic for r in records]
-    ensure_topics(admin, [source_topic_spec(t, settings) for t in sorted(set(resources))])
     metrics = BusMetrics(CollectorRegistry())
-    router = build_router(settings, catalog)
-    forwarder = BatchForwarder(router, make_producer(settings), metrics, audit_head(settings))
-    grants = GrantSync(settings, router, forwarder, completed_backfills(settings))
-    # Every active grant not backfilled yet is backfilled before routing starts.
-    _apply_grants(grants, records)
+    path = build_data_path(settings, metrics)
     port = serve_metrics(metrics.registry, settings.router_metrics_port)
-    topics = source_topics(settings)
-    app = create_app(settings, forwarder, topics, follower, grants)
-    log.info(
-        "router up: %d grants, %d topics, metrics on :%d", len(router.grants()), len(topics), port
-    )
+    service = DataPathService(path, [path.catalog, path.grants])
+    app = create_app(settings)
+    log.info("router up: following %s, metrics on :%d", settings.source_pattern, port)
     # The worker keeps this logging: its own set-up would silence the bus's loggers, and grant
     # changes and backfills are what an operator looks for in this log.
-    faust.Worker(app, loglevel="WARNING", override_logging=False).execute_from_commandline()
+    worker = faust.Worker(app, service, loglevel="WARNING", override_logging=False)
+    service.worker = worker
+    worker.execute_from_commandline()

@@ -1,11 +1,21 @@
-"""Forward a batch: route every event, produce outputs and dead letters, await Kafka's acks."""
+"""Write a batch's outputs: deliveries, dead letters and audit records, on one producer.
+
+``OutputWriter`` is shared by the data path and a backfill running in its own thread, so it is
+thread-safe: confluent-kafka's producer is, and the audit chain's head moves under a lock
+together with the produce of the record that extends it, so two writers never fork the chain.
+Delivery reports come only on error (``delivery.report.only.error``); a failure is sticky:
+every later ``flush`` raises, so no offset is ever committed past it.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Producer
 
@@ -17,73 +27,142 @@ from services.common.topics import AUDIT
 from services.router.routing import STAGE, Output, RawMessage, Router
 
 AUDIT_CHUNK = 500
+Share = tuple[str, dict[str, Any]]  # (event id, record key as delivered)
 
 
-class BatchForwarder:
-    """Routes a batch, produces every output, and waits until Kafka acknowledged them all."""
+class DeliveryFailed(RuntimeError):
+    """Kafka did not take an output: nothing at or after it may be committed."""
 
-    def __init__(
-        self, router: Router, producer: Producer, metrics: BusMetrics, audit_head: str = GENESIS
-    ) -> None:
-        self._router = router
+
+class OutputWriter:
+    """Produces outputs, dead letters and chained audit records; ``flush`` confirms them all."""
+
+    def __init__(self, producer: Producer, audit_head: str = GENESIS) -> None:
         self._producer = producer
-        self.metrics = metrics
         self._errors: list[KafkaError] = []
+        self._audit_lock = threading.Lock()
         self._audit_head = audit_head  # hash of the last audit record written
-        # Per source (topic, partition): the next offset after the last message routed. The
-        # seam of a backfill (see backfill.py).
-        self.positions: dict[tuple[str, int], int] = {}
 
     def _on_delivery(self, err: KafkaError | None, _msg) -> None:
         if err is not None:
             self._errors.append(err)
 
-    def forward(self, batch: list[RawMessage], today: dt.date) -> None:
+    def produce(self, topic: str, value: bytes | None, key: bytes | None) -> None:
+        """Queue one record; acknowledged by the next ``flush``."""
+        while True:
+            try:
+                self._producer.produce(topic, value, key, on_delivery=self._on_delivery)
+                return
+            except BufferError:  # local queue full: let librdkafka drain it
+                self._producer.poll(0.05)
+
+    def dead_letter(self, letter: DeadLetter) -> None:
+        while True:
+            try:
+                produce_dead_letter(self._producer, letter, self._on_delivery)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    def audit(self, plan: DeliveryPlan, deliveries: list[Share], kind: str = "live") -> None:
+        """Chained audit records of one grant's deliveries (kind "live" or "backfill")."""
+        g = plan.grant
+        now_ms = int(time.time() * 1000)
+        # Chunks keep a record far below the broker's message size, whatever the batch size.
+        for i in range(0, len(deliveries), AUDIT_CHUNK):
+            body = share_record(
+                g.id, g.consumer, g.resource, deliveries[i : i + AUDIT_CHUNK], now_ms, kind
+            )
+            with self._audit_lock:  # head and produce together: the chain's order is the log's
+                record = seal(body, self._audit_head)
+                self.produce(AUDIT, json.dumps(record, ensure_ascii=False).encode(), g.id.encode())
+                self._audit_head = record["hash"]
+
+    def poll(self) -> None:
+        self._producer.poll(0)
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        """Wait until Kafka acknowledged everything queued; DeliveryFailed on any error."""
+        remaining = self._producer.flush(timeout_s)
+        if remaining or self._errors:
+            raise DeliveryFailed(f"{remaining} undelivered, errors: {self._errors[:3]}")
+
+
+class KeyGate(Protocol):
+    """Serialises one grant's live and backfill records per record key (see backfill)."""
+
+    def live(self, key: bytes, produce: Callable[[], None]) -> None: ...
+
+
+GateOf = Callable[[str], "KeyGate | None"]
+
+
+def _no_gate(_grant_id: str) -> KeyGate | None:
+    return None
+
+
+class BatchForwarder:
+    """Routes a batch and queues every output on the writer; the caller flushes and commits."""
+
+    def __init__(
+        self, router: Router, writer: OutputWriter, metrics: BusMetrics, gate_of: GateOf = _no_gate
+    ) -> None:
+        self._router = router
+        self._writer = writer
+        self.metrics = metrics
+        self._gate_of = gate_of
+        # Per source (topic, partition): the next offset after the last message routed. The
+        # seam of a backfill.
+        self.positions: dict[tuple[str, int], int] = {}
+
+    def forward(
+        self,
+        batch: list[RawMessage],
+        today: dt.date,
+        decoded: list[dict[str, Any] | DeadLetter] | None = None,
+    ) -> None:
+        """Route ``batch`` (``decoded``: its events, if already read) and queue the outputs."""
+        if decoded is None:
+            decoded = [self._router.decode_event(m) for m in batch]
         seen: Counter[str] = Counter()
         routed: Counter[str] = Counter()
         dead: Counter[str] = Counter()
         delivered: Counter[DeliveryPlan] = Counter()
-        shares: dict[DeliveryPlan, list[tuple[str, dict]]] = {}
-        for msg in batch:
+        shares: dict[DeliveryPlan, list[Share]] = {}
+        gates = {}  # grant id -> its backfill's gate, resolved once per batch
+        for msg, event in zip(batch, decoded, strict=True):
             seen[msg.topic] += 1
             self.positions[(msg.topic, msg.partition)] = msg.offset + 1
-            result = self._router.route(msg, today)
+            result = (
+                event
+                if isinstance(event, DeadLetter)
+                else self._router.route_event(msg, event, today)
+            )
             if isinstance(result, DeadLetter):
-                produce_dead_letter(self._producer, result, self._on_delivery)
+                self._writer.dead_letter(result)
                 dead[result.reason] += 1
                 continue
             routed[msg.topic] += 1
             for out in result:
-                self._produce(out.plan.topic, out.value, out.key)
+                grant_id = out.plan.grant.id
+                if grant_id not in gates:
+                    gates[grant_id] = self._gate_of(grant_id)
+                self._emit(out, gates[grant_id])
                 delivered[out.plan] += 1
                 shares.setdefault(out.plan, []).append((out.event_id, out.record_key))
-        self._audit(shares)
+        for plan, deliveries in shares.items():
+            self._writer.audit(plan, deliveries)
+        self._writer.poll()
         self._count(today, seen, routed, dead, delivered)
 
-    def deliver_backfill(self, plan: DeliveryPlan, outputs: list[Output]) -> None:
-        """Produce a grant's backfill and its audit records (kind "backfill"); await the acks."""
-        for out in outputs:
-            self._produce(out.plan.topic, out.value, out.key)
-        self._audit({plan: [(o.event_id, o.record_key) for o in outputs]}, kind="backfill")
-        self.metrics.events_out.labels(plan.grant.consumer, plan.grant.resource).inc(len(outputs))
-        self.wait_acknowledged()
-
-    def produce(self, topic: str, value: bytes, key: bytes) -> None:
-        """Queue one record with the batch's producer; acknowledged by ``wait_acknowledged``."""
-        self._produce(topic, value, key)
-
-    def _audit(self, shares: dict[DeliveryPlan, list[tuple[str, dict]]], kind="live") -> None:
-        """One chained audit record per grant and batch, acknowledged with the batch."""
-        now_ms = int(time.time() * 1000)
-        for plan, deliveries in shares.items():
-            g = plan.grant
-            # Chunks keep a record far below the broker's message size, whatever the batch size.
-            for i in range(0, len(deliveries), AUDIT_CHUNK):
-                chunk = deliveries[i : i + AUDIT_CHUNK]
-                body = share_record(g.id, g.consumer, g.resource, chunk, now_ms, kind)
-                record = seal(body, self._audit_head)
-                self._audit_head = record["hash"]
-                self._produce(AUDIT, json.dumps(record, ensure_ascii=False).encode(), g.id.encode())
+    def _emit(self, out: Output, gate: KeyGate | None) -> None:
+        topic, value, key = out.plan.topic, out.value, out.key
+        if gate is None:
+            self._writer.produce(topic, value, key)
+        else:
+            # A backfill of this grant is running: the gate orders this key's live record
+            # after the key's snapshot (keyed by the key as delivered).
+            gate.live(key, lambda: self._writer.produce(topic, value, key))
 
     def _count(self, today, seen: Counter, routed: Counter, dead: Counter, delivered: Counter):
         # Counted once per batch: label lookups per record would cost more than the routing.
@@ -104,17 +183,3 @@ class BatchForwarder:
                 held_back = routed[topic] - delivered[plan]
                 if held_back:
                     m.filtered_out.labels(plan.grant.consumer, plan.grant.resource).inc(held_back)
-
-    def _produce(self, topic: str, value: bytes, key: bytes) -> None:
-        while True:
-            try:
-                self._producer.produce(topic, value, key, on_delivery=self._on_delivery)
-                return
-            except BufferError:  # local queue full: let librdkafka drain it
-                self._producer.poll(0.05)
-
-    def wait_acknowledged(self, timeout_s: float = 60.0) -> None:
-        remaining = self._producer.flush(timeout_s)
-        if remaining or self._errors:
-            errors, self._errors = self._errors, []
-            raise RuntimeError(f"{remaining} undelivered, errors: {errors[:3]}")

@@ -1,20 +1,23 @@
 """Route one raw change event: decode once, then plan, mask and encode it for every live grant.
 
 Nothing here touches Kafka; the outcome is either the outputs to produce or a dead letter.
+Each event is read with its resource's current envelope schema as the reader schema, so any
+change the registry accepts (a field added or removed, int widened to long, an enum symbol
+added) reads old and new events alike.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.common.catalog import CatalogEntry, Grant
+from services.common.catalog_feed import CatalogRecord
 from services.common.dead_letter import DeadLetter
 from services.common.plan import Delivery, DeliveryPlan, compile_plan, plan_delivery
-from services.common.schemas import OPS
-from services.common.serde import AvroCodec, DecodeError, EncodeError, Encoder
+from services.common.schemas import OPS, envelope_schema
+from services.common.serde import AvroCodec, DecodeError, EncodeError, Encoder, ReaderSchema
 from services.common.topics import key_subject, parse_source_topic, value_subject
 
 STAGE = "router"
@@ -45,49 +48,82 @@ class Route:
     encode_value: Encoder
 
 
-class Router:
-    """Routes for every catalog resource; grants are added, replaced and removed as they change.
+@dataclass
+class Source:
+    """A resource the router reads: its catalog record, reader schema and routes."""
 
-    Not thread-safe: the router process changes grants only between batches.
+    record: CatalogRecord
+    reader: ReaderSchema  # the record's current envelope schema: every event is read with it
+    routes: list[Route] = field(default_factory=list)
+
+
+class Router:
+    """Routes per source topic, from the live catalog; grants are added, replaced and removed.
+
+    Not thread-safe: one thread (the data path) changes it, between batches.
     """
 
-    def __init__(self, catalog: Iterable[CatalogEntry], codec: AvroCodec) -> None:
+    def __init__(
+        self, codec: AvroCodec, master_secret: bytes, source_block: dict[str, Any]
+    ) -> None:
         self._codec = codec
-        self._entries: dict[str, CatalogEntry] = {}
-        self._routes: dict[str, list[Route]] = {}
+        self._secret = master_secret
+        self._source_block = source_block  # the envelope's ``source`` schema (source.avsc)
+        self._sources: dict[str, Source] = {}
+        self._blocked: dict[str, str] = {}  # source topic -> why its catalog record is unreadable
         self._topic_of_grant: dict[str, str] = {}  # grant id -> source topic of its route
-        for entry in catalog:
-            self.add_entry(entry)
 
-    def add_entry(self, entry: CatalogEntry) -> None:
-        """Make ``entry``'s topic a valid source (or update its entry); its routes stay."""
-        self._entries[entry.topic] = entry
-        self._routes.setdefault(entry.topic, [])
+    def set_resource(self, record: CatalogRecord) -> None:
+        """Read ``record``'s topic with its current schema; routes stay until recompiled."""
+        reader = ReaderSchema(envelope_schema(record.value_schema, self._source_block))
+        self._blocked.pop(record.topic, None)
+        found = self._sources.get(record.topic)
+        routes = found.routes if found else []
+        self._sources[record.topic] = Source(record, reader, routes)
 
-    def add_grant(
-        self,
-        grant: Grant,
-        value_schema: dict[str, Any],
-        master_secret: bytes,
-        entry: CatalogEntry | None = None,
-    ) -> Route:
-        """Route ``grant`` with the resource's ``value_schema``; replaces a route of the same id.
+    def remove_resource(self, topic: str, unreadable: str | None = None) -> list[str]:
+        """Stop reading ``topic`` (its events become dead letters); the grant ids unrouted.
 
-        ``entry`` (the resource as the grant's record names it) is added to the catalog first.
+        ``unreadable``: why its catalog record cannot be read (blocked until it can).
         """
-        if entry is not None:
-            self.add_entry(entry)
-        entry = next((e for e in self._entries.values() if e.resource_id == grant.resource), None)
-        if entry is None:
-            raise KeyError(f"grant {grant.id}: no catalog entry for {grant.resource}")
-        plan = compile_plan(grant, entry, value_schema, master_secret)
+        source = self._sources.pop(topic, None)
+        if unreadable is not None:
+            self._blocked[topic] = unreadable
+        else:
+            self._blocked.pop(topic, None)
+        removed = [r.plan.grant.id for r in source.routes] if source else []
+        for grant_id in removed:
+            del self._topic_of_grant[grant_id]
+        return removed
+
+    def record_of(self, topic: str) -> CatalogRecord | None:
+        source = self._sources.get(topic)
+        return source.record if source else None
+
+    def knows(self, topic: str) -> bool:
+        """Whether the catalog decides about ``topic``: a resource, or a blocked record."""
+        return topic in self._sources or topic in self._blocked
+
+    def add_grant(self, grant: Grant) -> Route:
+        """Route ``grant`` with its resource's current schema; replaces a route of the same id.
+
+        KeyError when the resource is not in the catalog (yet); ValueError when the grant
+        cannot be compiled on it (a key field gone, a row filter on a removed field ...).
+        """
+        source = next(
+            (s for s in self._sources.values() if s.record.resource_id == grant.resource), None
+        )
+        if source is None:
+            raise KeyError(f"grant {grant.id}: no catalog record for {grant.resource}")
+        entry = source.record.resource
+        plan = compile_plan(grant, entry, source.record.value_schema, self._secret)
         route = Route(
             plan,
             self._codec.encoder(key_subject(plan.topic), plan.key_schema),
             self._codec.encoder(value_subject(plan.topic), plan.value_schema),
         )
         self.remove_grant(grant.id)
-        self._routes[entry.topic].append(route)
+        source.routes.append(route)
         self._topic_of_grant[grant.id] = entry.topic
         return route
 
@@ -96,7 +132,7 @@ class Router:
         topic = self._topic_of_grant.pop(grant_id, None)
         if topic is None:
             return None
-        routes = self._routes[topic]
+        routes = self._sources[topic].routes
         found = next(r for r in routes if r.plan.grant.id == grant_id)
         routes.remove(found)
         return found
@@ -105,10 +141,10 @@ class Router:
         topic = self._topic_of_grant.get(grant_id)
         if topic is None:
             return None
-        return next(r for r in self._routes[topic] if r.plan.grant.id == grant_id)
+        return next(r for r in self._sources[topic].routes if r.plan.grant.id == grant_id)
 
     def grants(self) -> list[Grant]:
-        return [r.plan.grant for routes in self._routes.values() for r in routes]
+        return [r.plan.grant for s in self._sources.values() for r in s.routes]
 
     def source_topic_of(self, grant_id: str) -> str | None:
         return self._topic_of_grant.get(grant_id)
@@ -116,25 +152,31 @@ class Router:
     def live_plans(self, today: dt.date) -> dict[str, list[DeliveryPlan]]:
         """Live plans per source topic."""
         return {
-            topic: [r.plan for r in routes if r.plan.grant.is_live(today)]
-            for topic, routes in self._routes.items()
+            topic: [r.plan for r in s.routes if r.plan.grant.is_live(today)]
+            for topic, s in self._sources.items()
         }
 
     def resource_of(self, topic: str) -> str:
-        entry = self._entries.get(topic)
-        return entry.resource_id if entry else "unknown"
+        source = self._sources.get(topic)
+        return source.record.resource_id if source else "unknown"
 
     def decode_event(self, msg: RawMessage) -> dict[str, Any] | DeadLetter:
-        """The change event of a message on a known topic, or why it is a dead letter."""
-        entry = self._entries.get(msg.topic)
-        if entry is None:
+        """The change event of a message, read with its resource's current schema, or why it
+        is a dead letter."""
+        source = self._sources.get(msg.topic)
+        if source is None:
+            blocked = self._blocked.get(msg.topic)
+            if blocked is not None:
+                return self._dead(
+                    msg, "catalog_unreadable", f"catalog record unreadable: {blocked}"
+                )
             named = parse_source_topic(msg.topic)
             return self._dead(msg, "unknown_resource", f"no catalog entry for {named or msg.topic}")
         try:
-            event = self._codec.decode(msg.value)
+            event = self._codec.decode(msg.value, source.reader)
         except DecodeError as exc:
             return self._dead(msg, exc.reason, exc.detail)
-        problem = _envelope_problem(event, entry)
+        problem = _envelope_problem(event, source.record.resource)
         if problem:
             return self._dead(msg, "invalid_envelope", problem)
         return event
@@ -154,8 +196,14 @@ class Router:
         event = self.decode_event(msg)
         if isinstance(event, DeadLetter):
             return event
+        return self.route_event(msg, event, today)
+
+    def route_event(
+        self, msg: RawMessage, event: dict[str, Any], today: dt.date
+    ) -> list[Output] | DeadLetter:
+        """The outputs of a decoded event for every live grant on its topic."""
         outputs = []
-        for route in self._routes[msg.topic]:
+        for route in self._sources[msg.topic].routes:
             if not route.plan.grant.is_live(today):
                 continue
             try:

@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from confluent_kafka import Message
 from prometheus_client import CollectorRegistry
 
-from services.common.grant_feed import GrantRecord, for_sources, read_grants
+from services.common import catalog_feed, grant_feed
+from services.common.catalog_feed import CatalogRecord
+from services.common.feed import read_feed
+from services.common.grant_feed import GrantRecord, for_sources
 from services.common.kafka_clients import make_producer
 from services.common.lag import wait_caught_up
 from services.common.metrics import BusMetrics
@@ -20,6 +23,7 @@ from services.common.registry_client import make_registry_client
 from services.common.serde import AvroCodec
 from services.common.settings import Settings
 from services.common.topic_reader import end_offsets, read_range
+from services.common.topics import CATALOG, GRANTS
 from services.ingest.demo_data import DemoFeed
 from services.ingest.feed import build_publisher
 from services.ingest.publisher import Change
@@ -109,12 +113,23 @@ class Feeder(threading.Thread):
 
 def grant_records(settings: Settings) -> dict[str, GrantRecord]:
     """The latest record of every grant on the test's own resources, from govbus.grants."""
-    return for_sources(read_grants(settings).values(), settings.source_pattern)
+    found = read_feed(settings, GRANTS, grant_feed.decode).values()
+    readable = [r for r in found if isinstance(r, GrantRecord)]
+    return for_sources(readable, settings.source_pattern)
+
+
+def catalog_records(settings: Settings) -> dict[str, CatalogRecord]:
+    """The latest readable record of every resource, by resource id, from govbus.catalog."""
+    found = read_feed(settings, CATALOG, catalog_feed.decode)
+    return {rid: r for rid, r in found.items() if isinstance(r, CatalogRecord)}
 
 
 def plans(settings: Settings) -> list[DeliveryPlan]:
+    """The plans the router compiles: grants joined with the catalog's current records."""
     secret = settings.mask_secret.get_secret_value().encode()
-    return live_plans(grant_records(settings).values(), secret, dt.date.today())
+    return live_plans(
+        grant_records(settings).values(), catalog_records(settings), secret, dt.date.today()
+    )
 
 
 def expected(settings: Settings, published: list[Published]) -> dict[str, set[str]]:

@@ -13,7 +13,7 @@ from collections import Counter
 from services.common.audit import first_broken_link
 from services.common.catalog import FieldSpec, GrantState, Sensitivity
 from services.common.catalog_feed import CatalogRecord
-from services.common.grant_feed import GrantRecord, publish_grants
+from services.common.grant_feed import GrantRecord
 from services.common.idnumbers import make_resident_id
 from services.common.plan import compile_plan, plan_delivery
 from services.common.registry_client import make_registry_client
@@ -44,6 +44,14 @@ def _secret(bus) -> bytes:
 
 def _record(bus, grant_id: str) -> GrantRecord:
     return grant_records(bus.settings)[f"{grant_id}-{bus.tag}"]
+
+
+def _resource(bus, record: GrantRecord) -> CatalogRecord:
+    return catalog_records(bus.settings)[record.grant.resource]
+
+
+def publish_grants(settings, records: list[GrantRecord]) -> None:
+    publish_records(settings, grants=records)
 
 
 def _with_grant(record: GrantRecord, **changes) -> GrantRecord:
@@ -79,7 +87,8 @@ def test_activation_backfills_the_current_state_then_live_changes_without_gap_or
 
     base = _record(bus, "mca-resident-population")
     late = _with_grant(base, id=f"late-{bus.tag}", consumer=f"late_{bus.tag}")
-    topic, source = late.grant.topic, late.resource.topic
+    resource = _resource(bus, base)
+    topic, source = late.grant.topic, resource.topic
     feeder = Feeder(s, changes[1000:], chunk=10, pause_s=0.1)  # flowing across the activation
     feeder.start()
     time.sleep(1.0)
@@ -101,7 +110,7 @@ def test_activation_backfills_the_current_state_then_live_changes_without_gap_or
     log = sorted(read_topics(s, [source]), key=lambda m: (m.partition(), m.offset()))
     routed_before = sum(1 for m in log if m.offset() < seam[(source, m.partition())])
     assert routed_before >= sum(1 for c in changes[:1000] if c.resource == base.grant.resource)
-    plan = compile_plan(late.grant, late.resource, late.value_schema, _secret(bus))
+    plan = compile_plan(late.grant, resource.resource, resource.value_schema, _secret(bus))
     below = [
         (m.key(), codec.decode(m.value()))
         for m in log
@@ -168,7 +177,7 @@ def test_revocation_stops_delivery_within_seconds(bus):
 
     produced_ms = {}
     codec = AvroCodec(make_registry_client(s))
-    for m in read_topics(s, [record.resource.topic]):
+    for m in read_topics(s, [_resource(bus, record).topic]):
         produced_ms[codec.decode(m.value())["event_id"]] = m.timestamp()[1]
     delivered = {v["event_id"] for _, v in decode_all(s, read_topics(s, [topic]))}
     assert delivered
@@ -221,7 +230,7 @@ def test_a_new_field_reaches_a_consumer_only_under_an_amended_grant_naming_it(bu
     s = bus.settings
     record = _record(bus, "mca-resident-population")
     grant = record.grant
-    resource = catalog_records(s)[grant.resource]
+    resource = _resource(bus, record)
     publish(s, demo_changes(bus.tag, 50, seed=51))
     bus.start("router")
 

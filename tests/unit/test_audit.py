@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 from services.common.audit import GENESIS, first_broken_link, seal, share_record
 from services.common.metrics import BusMetrics
 from services.common.topics import AUDIT
-from services.router.forwarder import BatchForwarder
+from services.router.forwarder import BatchForwarder, OutputWriter
 from services.router.routing import RawMessage
 from tests.unit.fixtures import RESIDENTS, catalog, envelope, resident
 from tests.unit.test_publisher import RecordingProducer
@@ -49,7 +49,9 @@ def test_forwarder_audits_each_delivery_under_its_grant_and_continues_the_chain(
     batch = [RawMessage(entry.topic, 0, i, b"k", encode(e)) for i, e in enumerate(events)]
     producer = FlushingProducer()
     head = chain(1)[0]["hash"]
-    forwarder = BatchForwarder(router, producer, BusMetrics(CollectorRegistry()), head)
+    forwarder = BatchForwarder(
+        router, OutputWriter(producer, head), BusMetrics(CollectorRegistry())
+    )
     forwarder.forward(batch, dt.date(2026, 11, 26))
 
     audits = [json.loads(s["value"]) for s in producer.sent if s["topic"] == AUDIT]

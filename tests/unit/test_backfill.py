@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
-from services.common.catalog import GrantState
-from services.common.grant_feed import GrantRecord
 from services.common.plan import compile_plan
 from services.common.schemas import value_schema
-from services.common.settings import Settings
-from services.router import live_grants
 from services.router.backfill import backfill_deliveries, latest_states, seam, snapshot_event
-from services.router.routing import Router
-from tests.unit.fixtures import RESIDENTS, SCHEMAS, catalog, codec, envelope, grant, resident
+from tests.unit.fixtures import RESIDENTS, SCHEMAS, catalog, envelope, grant, resident
 
 TOPIC = "gov.psb.resident_population"
 P0, P1, P2 = (TOPIC, 0), (TOPIC, 1), (TOPIC, 2)
@@ -93,48 +86,3 @@ def test_a_record_the_plan_cannot_deliver_is_reported_not_raised():
     planned = backfill_deliveries(_plan(), [broken])
     assert planned.deliveries == []
     assert planned.failures and planned.failures[0][0] == broken["event_id"]
-
-
-def _sync(monkeypatch):
-    created: list[str] = []
-    monkeypatch.setattr(
-        live_grants, "ensure_topics", lambda _admin, specs: created.extend(s.name for s in specs)
-    )
-    monkeypatch.setattr(live_grants, "make_admin", lambda _settings: None)
-    settings = Settings(
-        source_pattern=r"^gov\.psb\..+", mask_secret="unit-test-master-secret-long-enough"
-    )
-    router = Router(catalog().values(), codec())
-    sync = live_grants.GrantSync(settings, router, forwarder=None, done=set())
-
-    def record(grant_id, **changes):
-        g = grant(grant_id, **changes)
-        entry = catalog()[g.resource]
-        return GrantRecord(grant=g, resource=entry, value_schema=value_schema(entry, SCHEMAS))
-
-    return sync, router, record, created
-
-
-def test_grant_states_start_stop_and_amend_routes(monkeypatch):
-    sync, router, record, created = _sync(monkeypatch)
-    mca = record("mca-resident-population")
-    sync.apply([mca, record("edu-resident-population", state=GrantState.APPROVED)])
-    sync.apply([record("tax-enterprise-registration")])  # not on this router's sources
-    assert [g.id for g in router.grants()] == ["mca-resident-population"]
-    assert created == ["deliver.mca.resident_population"]  # created before delivering
-
-    # An amendment replaces the grant it amends; the amended one's revocation changes nothing.
-    amended = record("mca-resident-population", id="mca-v2", amends="mca-resident-population")
-    revoked_old = record("mca-resident-population", state=GrantState.REVOKED)
-    sync.apply([amended, revoked_old])
-    assert [g.id for g in router.grants()] == ["mca-v2"]
-    sync.apply([mca])  # the old one coming back active while amended: stays off
-    assert [g.id for g in router.grants()] == ["mca-v2"]
-
-    # Terms that cannot be compiled stop the grant rather than keep its old terms delivering.
-    v2 = amended.grant.model_copy(update={"fields": ("no_such_field",)})  # unchecked copy
-    sync.apply([amended.model_copy(update={"grant": v2})])
-    assert router.grants() == []
-    sync.apply([record("mca-resident-population", id="edu-x", state=GrantState.EXPIRED)])
-    assert router.grants() == []
-    assert sync.pending(dt.date(2026, 11, 26)) == []

@@ -3,6 +3,9 @@ from __future__ import annotations
 import datetime as dt
 import struct
 
+import pytest
+
+from services.common.catalog_feed import CatalogRecord
 from services.common.dead_letter import DeadLetter
 from services.common.masking import MaskSpec
 from services.common.schemas import envelope_schema, source_schema, value_schema
@@ -25,11 +28,18 @@ SECRET = b"unit-test-master-secret"
 HMAC = MaskSpec(method="hmac")
 
 
+def resource_record(entry, schema=None, version=1) -> CatalogRecord:
+    schema = schema if schema is not None else value_schema(entry, SCHEMAS)
+    return CatalogRecord(resource=entry, value_schema=schema, schema_version=version)
+
+
 def make_router():
     c = codec()
-    router = Router(catalog().values(), c)
+    router = Router(c, SECRET, source_schema(SCHEMAS))
+    for entry in catalog().values():
+        router.set_resource(resource_record(entry))
     for g in grants():
-        router.add_grant(g, value_schema(catalog()[g.resource], SCHEMAS), SECRET)
+        router.add_grant(g)
     entry = catalog()[RESIDENTS]
     encode = c.encoder(
         value_subject(TOPIC), envelope_schema(value_schema(entry, SCHEMAS), source_schema(SCHEMAS))
@@ -116,7 +126,7 @@ def test_a_grant_is_replaced_by_new_terms_and_removed():
     narrower = mca.model_copy(
         update={"fields": ("id_number", "region_code"), "masking": {"id_number": HMAC}}
     )
-    router.add_grant(narrower, value_schema(catalog()[RESIDENTS], SCHEMAS), SECRET)
+    router.add_grant(narrower)
     outputs = router.route(msg(child), TODAY)
     assert _topics(outputs) == [
         "deliver.edu.resident_population",
@@ -132,25 +142,72 @@ def test_a_grant_is_replaced_by_new_terms_and_removed():
     assert mca.id not in {g.id for g in router.grants()}
 
 
-def test_a_grant_on_a_resource_only_its_record_names_makes_the_topic_a_source():
+def test_a_resource_created_later_is_routed_once_the_catalog_has_it():
     router, c, _ = make_router()
     entry = catalog()[RESIDENTS].model_copy(update={"provider": "psbnew"})
     moved = grant("mca-resident-population", id="mca-new", resource=entry.resource_id)
     schema = value_schema(entry, SCHEMAS)
-    router.add_grant(moved, schema, SECRET, entry)
     encode = c.encoder(value_subject(entry.topic), envelope_schema(schema, source_schema(SCHEMAS)))
-    outputs = router.route(msg(encode(envelope("c", after=resident())), entry.topic), TODAY)
-    assert [o.plan.grant.id for o in outputs] == ["mca-new"]
+    event = msg(encode(envelope("c", after=resident())), entry.topic)
+    assert _reason(router.route(event, TODAY)) == "unknown_resource"
+    with pytest.raises(KeyError):  # a grant on a resource not in the catalog: no route
+        router.add_grant(moved)
+    router.set_resource(resource_record(entry))
+    router.add_grant(moved)
+    assert [o.plan.grant.id for o in router.route(event, TODAY)] == ["mca-new"]
+
+
+def test_an_unreadable_catalog_record_dead_letters_the_topic_and_stops_its_grants():
+    router, _, encode = make_router()
+    data = encode(envelope("c", after=resident(birth_date="2015-03-02")))
+    assert len(router.route(msg(data), TODAY)) == 2
+    stopped = router.remove_resource(TOPIC, unreadable="ValidationError: newer format")
+    assert sorted(stopped) == ["edu-resident-population", "mca-resident-population"]
+    assert _reason(router.route(msg(data), TODAY)) == "catalog_unreadable"
+    assert router.route_of("mca-resident-population") is None
+    router.set_resource(resource_record(catalog()[RESIDENTS]))  # readable again: no routes yet
+    assert router.route(msg(data), TODAY) == []
 
 
 def test_a_new_field_of_the_providers_schema_is_not_delivered():
-    """The record's value schema gained a field: the grant still gets only its own fields."""
+    """The resource's schema gained a field: the grant still gets only its own fields."""
     router, c, _ = make_router()
     evolved = value_schema(catalog()[RESIDENTS], SCHEMAS)
     evolved["fields"].append({"name": "note", "type": "string", "default": ""})
-    router.add_grant(grant("mca-resident-population"), evolved, SECRET)
+    router.set_resource(resource_record(catalog()[RESIDENTS], evolved, 2))
+    router.add_grant(grant("mca-resident-population"))
     encode = c.encoder(value_subject(TOPIC), envelope_schema(evolved, source_schema(SCHEMAS)))
     event = envelope("c", after={**resident(), "note": "SECRET-NOTE-42"})
     (out,) = router.route(msg(encode(event)), TODAY)
     assert "note" not in c.decode(out.value)["record"]
     assert b"SECRET-NOTE-42" not in out.value + out.key
+
+
+def test_old_events_are_read_with_the_current_schema_after_a_field_is_removed():
+    """Old events still carry the removed field; new ones lack it: both are delivered."""
+    router, c, encode_old = make_router()
+    entry = catalog()[RESIDENTS]
+    old_schema = value_schema(entry, SCHEMAS)
+    removed = {**old_schema, "fields": [f for f in old_schema["fields"] if f["name"] != "gender"]}
+    router.set_resource(resource_record(entry, removed, 2))
+    router.add_grant(grant("mca-resident-population"))  # recompiled, as GrantSync does
+    encode_new = c.encoder(value_subject(TOPIC), envelope_schema(removed, source_schema(SCHEMAS)))
+    row = resident()
+    assert "gender" in grant("mca-resident-population").fields  # granted, now gone
+    new_row = {k: v for k, v in row.items() if k != "gender"}
+    for data in (encode_old(envelope("c", after=row)), encode_new(envelope("c", after=new_row))):
+        outputs = router.route(msg(data), TODAY)
+        assert not isinstance(outputs, DeadLetter), outputs
+        (out,) = [o for o in outputs if o.plan.grant.id == "mca-resident-population"]
+        record = c.decode(out.value)["record"]
+        assert "gender" not in record and record["region_code"] == "340104"
+
+
+def test_a_removed_key_field_stops_the_grant():
+    router, _, _ = make_router()
+    entry = catalog()[RESIDENTS]
+    schema = value_schema(entry, SCHEMAS)
+    keyless = {**schema, "fields": [f for f in schema["fields"] if f["name"] != "id_number"]}
+    router.set_resource(resource_record(entry, keyless, 2))
+    with pytest.raises(ValueError, match="id_number"):
+        router.add_grant(grant("mca-resident-population"))
