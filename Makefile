@@ -4,9 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 KAFKA  := bash deploy/kafka/kafka.sh
+PG     := bash deploy/postgres/pg.sh
 EVENTS ?= 5000
 
-.PHONY: install broker broker-stop run demo test unit integration bench lint format clean
+.PHONY: install broker broker-stop postgres postgres-stop run demo test unit integration bench \
+	bench-store lint format clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11+"; exit 1; }
@@ -23,6 +25,15 @@ broker: install
 
 broker-stop:
 	$(KAFKA) stop
+
+# A local PostgreSQL for the central store: `make run` / `make demo` use it when
+# GOVBUS_STORE_URL is set to the URL printed here.
+postgres: install
+	@$(PG) start
+	@echo "export GOVBUS_STORE_URL=$$($(PG) url)"
+
+postgres-stop:
+	$(PG) stop
 
 run: install
 	@bash deploy/with-broker.sh $(BIN)/govbus run
@@ -42,6 +53,11 @@ integration: install
 bench: install
 	@bash deploy/with-broker.sh $(BIN)/python benchmarks/router_throughput.py
 
+# The central store's upsert path against a raw COPY, on the project's own PostgreSQL.
+bench-store: install
+	$(PG) start
+	$(BIN)/python benchmarks/store_upsert.py --url "$$($(PG) url)"
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -52,4 +68,5 @@ format: install
 
 clean:
 	-$(KAFKA) stop
+	-$(PG) stop
 	rm -rf .govbus

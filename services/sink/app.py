@@ -1,7 +1,12 @@
 """The central-store sink process: every valid change of every resource, stored once.
 
-At least once, in a fixed order: write the batch in one transaction, then commit offsets.
-Records the router dead-letters (undecodable, unknown resource) are skipped here and counted.
+It follows the catalog live (``govbus.catalog``): a new resource gets its tables, a new schema
+version its columns, between two batches and without a restart, and each event is read with
+its resource's current schema. At least once, in a fixed order per batch: dead letters
+acknowledged, then the batch and the partitions' next offsets written in one transaction,
+then the offsets committed. A record that cannot be stored (see validate.py, an unknown or
+blocked resource, bytes that do not decode) goes to ``govbus.dlq`` with stage ``sink`` and
+its reason; none is dropped with its offset committed.
 """
 
 from __future__ import annotations
@@ -10,74 +15,128 @@ import logging
 import signal
 import time
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from services.common.config_files import load_catalog
-from services.common.kafka_clients import make_consumer
+from services.common import catalog_feed
+from services.common.catalog_feed import CatalogRecord, CatalogView
+from services.common.dead_letter import DeadLetter, produce_dead_letter
+from services.common.feed import FeedFollower
+from services.common.kafka_clients import make_consumer, make_producer
 from services.common.metrics import BusMetrics, observe_ages, serve_metrics
 from services.common.registry_client import make_registry_client
-from services.common.serde import AvroCodec, DecodeError
+from services.common.schemas import envelope_schema, source_schema
+from services.common.serde import AvroCodec, DecodeError, ReaderSchema
 from services.common.settings import Settings, load_settings
+from services.common.topics import CATALOG, parse_source_topic
 from services.sink.central_store import CentralStore, StoredChange
+from services.sink.validate import Poison, stored_change
 
 log = logging.getLogger("govbus.sink")
 STAGE = "sink"
-
-
-def to_stored_change(msg: Message, resource: str, codec: AvroCodec) -> StoredChange:
-    event = codec.decode(msg.value())
-    return StoredChange(
-        resource=resource,
-        event_id=event["event_id"],
-        op=event["op"],
-        before=event["before"],
-        after=event["after"],
-        ts_ms=event["ts_ms"],
-        source_ts_ms=event["source"]["ts_ms"],
-        topic=msg.topic(),
-        partition=msg.partition(),
-        offset=msg.offset(),
-    )
+CATCH_UP_S = 10.0  # how long an event of an unknown topic waits for the catalog to catch up
 
 
 class StoreSink:
     def __init__(
-        self, consumer: Consumer, store: CentralStore, codec: AvroCodec, metrics: BusMetrics
+        self,
+        consumer: Consumer,
+        producer: Producer,
+        store: CentralStore,
+        codec: AvroCodec,
+        catalog: FeedFollower[CatalogRecord],
+        source: dict,
+        metrics: BusMetrics,
     ) -> None:
         self._consumer = consumer
+        self._producer = producer
         self._store = store
         self._codec = codec
+        self._catalog = catalog
+        self._source = source
         self._metrics = metrics
-        self._resource_by_topic = {t.entry.topic: rid for rid, t in store.resources.items()}
+        self.view = CatalogView()
+        self._readers: dict[str, ReaderSchema] = {}
+        self._broken: dict[str, str] = {}  # resource id -> why its tables cannot follow it
+        self._caught_up = False  # the catalog was read to its end during this batch
         self.stopping = False
 
-    def run(self, pattern: str, batch_size: int) -> None:
+    @property
+    def store(self) -> CentralStore:
+        return self._store
+
+    def subscribe(self, pattern: str) -> None:
         self._consumer.subscribe([pattern])
+
+    def close(self) -> None:
+        self._consumer.close()
+        self._catalog.stop()
+        self._store.close()
+
+    def run(self, pattern: str, batch_size: int) -> None:
+        self.subscribe(pattern)
         try:
             while not self.stopping:
                 self.step(batch_size, timeout_s=0.5)
         finally:
-            self._consumer.close()
+            self.close()
+
+    def follow_catalog(self) -> list[str]:
+        """Apply what came on ``govbus.catalog``: tables created or altered, readers rebuilt."""
+        changed = self.view.apply(self._catalog.changes())
+        for rid in changed:
+            self._readers.pop(rid, None)
+            self._broken.pop(rid, None)
+            record = self.view.get(rid)
+            if record is None:
+                if rid in self.view.blocked:
+                    log.error("resource %s blocked: %s", rid, self.view.blocked[rid])
+                continue
+            try:
+                self._store.ensure(record)
+            except OperationalError:
+                raise  # the database is away: stop, and start again from the last commit
+            except SQLAlchemyError as exc:
+                self._broken[rid] = f"{type(exc).__name__}: {exc}"[:500]
+                log.error("store tables of %s cannot follow it: %s", rid, exc)
+                continue
+            schema = envelope_schema(record.value_schema, self._source)
+            self._readers[rid] = ReaderSchema(schema)
+            log.info("resource %s at schema version %d", rid, record.schema_version)
+        return changed
 
     def step(self, batch_size: int, timeout_s: float) -> int:
+        self.follow_catalog()
+        self._caught_up = False
         messages = self._consumer.consume(batch_size, timeout_s)
         if not messages:
             return 0
         started = time.monotonic()
-        changes, positions = [], {}
+        changes: list[StoredChange] = []
+        letters: list[DeadLetter] = []
+        positions: dict[tuple[str, int], int] = {}
         for msg in messages:
             if msg.error():
                 if msg.error().code() != KafkaError._PARTITION_EOF:
                     log.warning("consume error: %s", msg.error())
                 continue
             positions[(msg.topic(), msg.partition())] = msg.offset() + 1
-            change = self._decode(msg)
-            if change is not None:
-                changes.append(change)
+            if msg.value() is None:  # a compaction tombstone carries no change
+                continue
+            try:
+                changes.append(self._change(msg))
+            except Poison as bad:
+                letters.append(
+                    DeadLetter(
+                        STAGE, bad.reason, bad.detail, msg.key(), msg.value(),
+                        msg.topic(), msg.partition(), msg.offset(),
+                    )
+                )  # fmt: skip
         if not positions:
             return 0
-        for resource, count in self._store.apply(changes).items():
+        self._dead_letter(letters)
+        for resource, count in self._store.apply(changes, positions).items():
             self._metrics.store_writes.labels(resource).inc(count)
         # Commit exactly what this batch stored: the next offset of each partition read.
         offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
@@ -93,28 +152,74 @@ class StoreSink:
         self._metrics.batch_size.labels(STAGE).observe(len(messages))
         return len(messages)
 
-    def _decode(self, msg: Message) -> StoredChange | None:
-        resource = self._resource_by_topic.get(msg.topic())
-        if resource is None:
-            self._metrics.events_in.labels(STAGE, "unknown").inc()
-            return None
-        self._metrics.events_in.labels(STAGE, resource).inc()
-        if msg.value() is None:  # compaction tombstone: nothing to store
-            return None
+    def _record(self, topic: str) -> CatalogRecord:
+        record = self.view.by_topic(topic)
+        if record is None and not self._caught_up:
+            # The catalog record precedes a new resource's first event on the bus, but our
+            # follower may not have read it yet: catch up (once a batch) before calling it
+            # unknown.
+            self._caught_up = True
+            self._catalog.wait_caught_up(CATCH_UP_S)
+            self.follow_catalog()
+            record = self.view.by_topic(topic)
+        if record is None:
+            names = parse_source_topic(topic)
+            rid = f"{names[0]}.{names[1]}" if names else topic
+            if rid in self.view.blocked:
+                raise Poison("catalog_unreadable", f"{rid}: {self.view.blocked[rid]}")
+            raise Poison("unknown_resource", f"no catalog record has topic {topic}")
+        broken = self._broken.get(record.resource_id)
+        if broken is not None:
+            raise Poison("store_table", broken)
+        return record
+
+    def _change(self, msg: Message) -> StoredChange:
+        record = self._record(msg.topic())
+        rid = record.resource_id
+        self._metrics.events_in.labels(STAGE, rid).inc()
         try:
-            return to_stored_change(msg, resource, self._codec)
-        except (DecodeError, KeyError, TypeError) as exc:
-            # The router dead-letters the same record with its reason; counted here only.
-            self._metrics.dead_letters.labels(STAGE, "skipped_undecodable").inc()
-            log.debug("skip %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), exc)
-            return None
+            event = self._codec.decode(msg.value(), self._readers[rid])
+        except DecodeError as exc:
+            raise Poison(exc.reason, exc.detail) from exc
+        return stored_change(event, record, msg.topic(), msg.partition(), msg.offset())
+
+    def _dead_letter(self, letters: list[DeadLetter]) -> None:
+        """Produce the batch's dead letters and wait for Kafka to acknowledge every one."""
+        if not letters:
+            return
+        failed: list[str] = []
+
+        def delivered(err, _msg) -> None:
+            if err is not None:
+                failed.append(str(err))
+
+        for letter in letters:
+            produce_dead_letter(self._producer, letter, on_delivery=delivered)
+            self._metrics.dead_letters.labels(STAGE, letter.reason).inc()
+            log.warning(
+                "dead letter %s[%d]@%d: %s: %s",
+                letter.topic, letter.partition, letter.offset, letter.reason, letter.detail,
+            )  # fmt: skip
+        if self._producer.flush(30) or failed:
+            # Nothing is committed: the batch is read again after a restart.
+            raise RuntimeError(f"dead letters not acknowledged: {failed or 'flush timed out'}")
 
 
 def build_sink(settings: Settings, metrics: BusMetrics) -> StoreSink:
-    catalog = load_catalog(settings.catalog_dir, settings.schemas_dir)
-    store = CentralStore(settings.central_store_url, catalog.values(), settings.schemas_dir)
-    consumer = make_consumer(settings, settings.sink_group)
-    return StoreSink(consumer, store, AvroCodec(make_registry_client(settings)), metrics)
+    catalog = FeedFollower(settings, CATALOG, catalog_feed.decode).start()
+    catalog.wait_caught_up(60)
+    store = CentralStore(settings.central_store_url)
+    sink = StoreSink(
+        make_consumer(settings, settings.sink_group),
+        make_producer(settings),
+        store,
+        AvroCodec(make_registry_client(settings)),
+        catalog,
+        source_schema(settings.schemas_dir),
+        metrics,
+    )
+    sink.follow_catalog()
+    return sink
 
 
 def main() -> None:

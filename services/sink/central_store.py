@@ -1,46 +1,57 @@
 """The central store (归集库): current state per resource plus the full change history.
 
-Tables are derived from each resource's Avro schema. Writes are idempotent: a change is
-known by its event id, and a row only moves forward in version (its Kafka offset; a key
-always lives in one partition), so re-reading a topic adds nothing.
+Tables are derived from each resource's catalog record (services/common/store_tables.py) and
+follow its schema versions. Writes are idempotent: a change is known by its event id, and a
+row only moves forward in version — the *source* position, never the Kafka offset — so
+re-reading a topic, even one recreated with offsets from 0, changes nothing.
+
+Each batch is one transaction: history, current state and the applied offsets of the source
+partitions (``govbus_sink_positions``) together. Rows go many per statement.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Boolean,
-    Column,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    func,
-    select,
-)
-from sqlalchemy.engine import Engine
+from sqlalchemy import Table, func, select
+from sqlalchemy.engine import Connection, Engine
 
-from services.common.catalog import CatalogEntry
-from services.common.schemas import value_schema
+from services.common import catalog_feed
+from services.common.catalog_feed import CatalogRecord
+from services.common.feed import read_feed
+from services.common.settings import Settings
 from services.common.sql import build_engine
+from services.common.store_tables import (
+    META_COLUMNS,
+    ResourceTables,
+    applied_offsets,
+    positions_table,
+    resource_tables,
+)
+from services.common.topics import CATALOG
+from services.sink.bulk import insert_rows
+from services.sink.store_schema import migrate
 
-AVRO_SQL = {
-    "string": Text,
-    "long": BigInteger,
-    "int": Integer,
-    "double": Float,
-    "float": Float,
-    "boolean": Boolean,
-}
+HISTORY_COLUMNS = (
+    "event_id",
+    "record_key",
+    "op",
+    "before",
+    "after",
+    "ts_ms",
+    "source_ts_ms",
+    "version",
+    "topic",
+    "partition",
+    "offset",
+)
+
+
+def _json(value: dict[str, Any]) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,7 @@ class StoredChange:
     after: dict[str, Any] | None
     ts_ms: int
     source_ts_ms: int | None
+    version: str  # store_tables.source_version of the source position
     topic: str
     partition: int
     offset: int
@@ -59,64 +71,6 @@ class StoredChange:
     @property
     def row(self) -> dict[str, Any]:
         return self.after if self.after is not None else self.before  # type: ignore[return-value]
-
-
-def _sql_type(avro_type: Any) -> tuple[Any, bool]:
-    """(SQLAlchemy type, nullable) of a primitive or ["null", primitive] Avro type."""
-    if isinstance(avro_type, list):
-        others = [t for t in avro_type if t != "null"]
-        return AVRO_SQL[others[0]], True
-    return AVRO_SQL[avro_type], False
-
-
-def table_name(entry: CatalogEntry) -> str:
-    return f"{entry.provider}_{entry.code}"
-
-
-@dataclass(frozen=True)
-class ResourceTables:
-    entry: CatalogEntry
-    current: Table
-    history: Table
-
-
-def _tables(metadata: MetaData, entry: CatalogEntry, schemas_dir: Path) -> ResourceTables:
-    columns = []
-    for field in value_schema(entry, schemas_dir)["fields"]:
-        sql_type, nullable = _sql_type(field["type"])
-        is_key = field["name"] in entry.key_fields
-        key_type = String(64) if sql_type is Text and is_key else sql_type
-        columns.append(
-            Column(field["name"], key_type, primary_key=is_key, nullable=nullable or is_key)
-        )
-    current = Table(
-        table_name(entry),
-        metadata,
-        *columns,
-        Column("_op", String(1), nullable=False),
-        Column("_deleted", Boolean, nullable=False),
-        Column("_version", BigInteger, nullable=False),
-        Column("_event_id", String(64), nullable=False),
-        Column("_ts_ms", BigInteger, nullable=False),
-        Column("_source_ts_ms", BigInteger),
-        comment=f"{entry.name_zh} current state",
-    )
-    history = Table(
-        f"{table_name(entry)}_history",
-        metadata,
-        Column("event_id", String(64), primary_key=True),
-        Column("record_key", Text, nullable=False, index=True),
-        Column("op", String(1), nullable=False),
-        Column("before", JSON),
-        Column("after", JSON),
-        Column("ts_ms", BigInteger, nullable=False),
-        Column("source_ts_ms", BigInteger),
-        Column("topic", String(255), nullable=False),
-        Column("partition", Integer, nullable=False),
-        Column("offset", BigInteger, nullable=False),
-        comment=f"{entry.name_zh} change history",
-    )
-    return ResourceTables(entry, current, history)
 
 
 def _insert(engine: Engine, table: Table):
@@ -128,14 +82,35 @@ def _insert(engine: Engine, table: Table):
 
 
 class CentralStore:
-    def __init__(self, url: str, catalog: Iterable[CatalogEntry], schemas_dir: Path) -> None:
+    def __init__(self, url: str, records: Iterable[CatalogRecord] = ()) -> None:
         self.engine = build_engine(url)
-        self._metadata = MetaData()
-        self.resources = {e.resource_id: _tables(self._metadata, e, schemas_dir) for e in catalog}
-        self._metadata.create_all(self.engine)
+        self.resources: dict[str, ResourceTables] = {}
+        self._positions = positions_table()
+        self._positions.metadata.create_all(self.engine)
+        for record in records:
+            self.ensure(record)
 
-    def apply(self, changes: Iterable[StoredChange]) -> dict[str, int]:
-        """Write a batch in one transaction; returns the changes new to the store per resource."""
+    @classmethod
+    def from_catalog_feed(cls, settings: Settings) -> CentralStore:
+        """The store of ``settings`` with the tables of every resource on ``govbus.catalog``."""
+        feed = read_feed(settings, CATALOG, catalog_feed.decode)
+        records = [r for r in feed.values() if isinstance(r, CatalogRecord)]
+        return cls(settings.central_store_url, records)
+
+    def ensure(self, record: CatalogRecord) -> ResourceTables:
+        """Create or alter the resource's tables to its record's schema (idempotent)."""
+        tables = resource_tables(record)
+        migrate(self.engine, tables)
+        self.resources[record.resource_id] = tables
+        return tables
+
+    def apply(
+        self, changes: Sequence[StoredChange], positions: Mapping[tuple[str, int], int] = {}
+    ) -> dict[str, int]:
+        """Write a batch and the partitions' next offsets in one transaction.
+
+        Returns the changes new to the store per resource (a replayed change is not new).
+        """
         by_resource: dict[str, list[StoredChange]] = {}
         for change in changes:
             by_resource.setdefault(change.resource, []).append(change)
@@ -143,77 +118,76 @@ class CentralStore:
         with self.engine.begin() as conn:
             for resource, batch in by_resource.items():
                 tables = self.resources[resource]
-                fresh = self._new_changes(conn, tables, batch)
-                if fresh:
-                    conn.execute(
-                        _insert(self.engine, tables.history).on_conflict_do_nothing(),
-                        [self._history_row(tables.entry, c) for c in fresh],
-                    )
+                written[resource] = self._insert_history(conn, tables, batch)
                 self._upsert_current(conn, tables, batch)
-                written[resource] = len(fresh)
+            self._store_positions(conn, positions)
         return written
 
-    @staticmethod
-    def _new_changes(conn, tables: ResourceTables, batch: list[StoredChange]):
-        ids = {c.event_id for c in batch}
-        seen = set(
-            conn.scalars(
-                select(tables.history.c.event_id).where(tables.history.c.event_id.in_(ids))
+    def _insert_history(self, conn: Connection, tables: ResourceTables, batch) -> int:
+        keys = tables.entry.key_fields
+        rows = [
+            (
+                c.event_id,
+                _json({k: c.row[k] for k in keys}),
+                c.op,
+                None if c.before is None else _json(c.before),
+                None if c.after is None else _json(c.after),
+                c.ts_ms,
+                c.source_ts_ms,
+                c.version,
+                c.topic,
+                c.partition,
+                c.offset,
             )
-        )
-        fresh, taken = [], set()
-        for change in batch:
-            if change.event_id not in seen and change.event_id not in taken:
-                taken.add(change.event_id)
-                fresh.append(change)
-        return fresh
+            for c in batch
+        ]
+        return insert_rows(conn, tables.history, HISTORY_COLUMNS, rows, ["event_id"])
 
-    @staticmethod
-    def _history_row(entry: CatalogEntry, c: StoredChange) -> dict[str, Any]:
-        key = {k: c.row[k] for k in entry.key_fields}
-        return {
-            "event_id": c.event_id,
-            "record_key": json.dumps(key, ensure_ascii=False, sort_keys=True),
-            "op": c.op,
-            "before": c.before,
-            "after": c.after,
-            "ts_ms": c.ts_ms,
-            "source_ts_ms": c.source_ts_ms,
-            "topic": c.topic,
-            "partition": c.partition,
-            "offset": c.offset,
-        }
-
-    def _upsert_current(self, conn, tables: ResourceTables, batch: list[StoredChange]) -> None:
+    def _upsert_current(self, conn: Connection, tables: ResourceTables, batch) -> None:
         keys = tables.entry.key_fields
         latest: dict[tuple, StoredChange] = {}
         for change in batch:
             key = tuple(change.row[k] for k in keys)
-            if key not in latest or latest[key].offset < change.offset:
+            held = latest.get(key)
+            if held is None or held.version <= change.version:
                 latest[key] = change
+        # Columns of removed fields too (see store_schema): a row written now has them NULL.
+        fields = [c.name for c in tables.current.columns if c.name not in META_COLUMNS]
         rows = [
-            {
-                **c.row,
-                "_op": c.op,
-                "_deleted": c.op == "d",
-                "_version": c.offset,
-                "_event_id": c.event_id,
-                "_ts_ms": c.ts_ms,
-                "_source_ts_ms": c.source_ts_ms,
-            }
+            (
+                *(c.row.get(f) for f in fields),
+                c.op,
+                c.op == "d",
+                c.version,
+                c.event_id,
+                c.ts_ms,
+                c.source_ts_ms,
+                c.topic,
+                c.partition,
+                c.offset,
+            )
             for c in latest.values()
         ]
-        stmt = _insert(self.engine, tables.current)
-        updates = {col.name: stmt.excluded[col.name] for col in tables.current.columns}
+        # Only move forward: a replayed older change never overwrites a newer one.
+        columns = [*fields, *META_COLUMNS]
+        insert_rows(conn, tables.current, columns, rows, keys, forward_only_by="_version")
+
+    def _store_positions(self, conn: Connection, positions: Mapping[tuple[str, int], int]) -> None:
+        if not positions:
+            return
+        rows = [{"topic": t, "partition": p, "next_offset": o} for (t, p), o in positions.items()]
+        stmt = _insert(self.engine, self._positions).values(rows)
+        # Set, not max: a recreated topic starts again from offset 0.
         conn.execute(
             stmt.on_conflict_do_update(
-                index_elements=list(keys),
-                set_=updates,
-                # Only move forward: a replayed older change never overwrites a newer one.
-                where=tables.current.c._version < stmt.excluded._version,
-            ),
-            rows,
+                index_elements=["topic", "partition"],
+                set_={"next_offset": stmt.excluded.next_offset},
+            )
         )
+
+    def applied_offsets(self, topic: str) -> dict[int, int]:
+        with self.engine.connect() as conn:
+            return applied_offsets(conn, topic)
 
     def counts(self) -> dict[str, Mapping[str, int]]:
         """Rows per resource: live (not deleted), deleted, and history."""
@@ -236,3 +210,6 @@ class CentralStore:
                     conn.scalars(select(history.c.event_id).where(history.c.event_id.in_(chunk)))
                 )
         return found
+
+    def close(self) -> None:
+        self.engine.dispose()
