@@ -13,6 +13,7 @@ from services.common.topics import AUDIT
 from services.progress import scrape_totals
 from services.sink.central_store import CentralStore
 from tests.integration.flow import (
+    catalog_records,
     decode_all,
     demo_changes,
     expected,
@@ -26,11 +27,8 @@ EVENTS = 800
 
 
 def _store(bus) -> CentralStore:
-    from services.common.config_files import load_catalog
-
-    s = bus.settings
-    catalog = load_catalog(s.catalog_dir, s.schemas_dir)
-    return CentralStore(s.central_store_url, catalog.values(), s.schemas_dir)
+    # The store's tables are those of the catalog the bus follows.
+    return CentralStore(bus.settings.central_store_url, catalog_records(bus.settings).values())
 
 
 def test_changes_reach_granted_consumers_masked_and_the_central_store(bus):
