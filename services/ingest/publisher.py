@@ -21,11 +21,11 @@ from fastavro import parse_schema
 from services.common.catalog import CatalogEntry
 from services.common.catalog_feed import CatalogRecord, CatalogView
 from services.common.dead_letter import DeadLetter, produce_dead_letter
-from services.common.feed import Decoded, FeedFollower
+from services.common.feed import Decoded, FeedFollower, Unreadable
 from services.common.metrics import BusMetrics
 from services.common.schemas import envelope_schema, key_schema
 from services.common.serde import AvroCodec, EncodeError, Encoder
-from services.common.topics import key_subject, value_subject
+from services.common.topics import CATALOG, key_subject, value_subject
 from services.ingest.validation import Problem, mask_failed_value, record_problem
 
 STAGE = "ingest"
@@ -145,6 +145,9 @@ class ChangePublisher:
         changed = self._view.apply(changes)
         for rid in changed:
             self._codecs.pop(rid, None)
+        unreadable = sum(isinstance(v, Unreadable) for v in changes.values())
+        if unreadable:  # logged by the follower; counted here, where it stops a resource
+            self._metrics.feed_unreadable.labels(CATALOG).inc(unreadable)
         return changed
 
     def refresh(self) -> list[str]:

@@ -64,17 +64,19 @@ def publisher(max_bytes: int = 1_000_000, follower=None):
     producer = RecordingProducer()
     c = codec()
     prepared: list[str] = []
+    metrics = BusMetrics(CollectorRegistry())
     pub = ChangePublisher(
         CatalogView(records()),
         c,
         producer,
         source_schema(SCHEMAS),
-        BusMetrics(CollectorRegistry()),
+        metrics,
         max_bytes,
         follower=follower,
         prepare_topic=prepared.append,
     )
     pub.prepared = prepared  # type: ignore[attr-defined]
+    pub.metrics = metrics  # type: ignore[attr-defined]
     return pub, producer, c
 
 
@@ -224,6 +226,10 @@ def test_an_unreadable_catalog_record_stops_its_resource_until_a_readable_one_co
     last = header_map(producer.sent[-1]["headers"])
     assert producer.sent[-1]["topic"] == DLQ and last["govbus.reason"] == "catalog_unreadable"
     assert json.loads(producer.sent[-1]["value"])["after"] == resident()
+    counted = pub.metrics.registry.get_sample_value(
+        "govbus_feed_unreadable_total", {"topic": "govbus.catalog"}
+    )
+    assert counted == 1
 
     follower.queued[RESIDENTS] = residents_record()
     assert pub.publish(create())
