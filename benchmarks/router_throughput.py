@@ -5,9 +5,10 @@
 Loads N realistic resident-population change events once, then measures, on copies of the
 same bytes in topics with the same settings:
   passthrough  consume -> produce the same bytes -> flush -> commit (confluent-kafka loop)
-  router       the govbus router process (Faust agent, one grant per event, Avro + masking)
-  router_core  the same routing code driven by a confluent-kafka loop instead of Faust,
-               to show how much of the gap is the Faust/aiokafka transport
+  router       the govbus router process (its batch loop in the Faust worker, one grant per
+               event: decode with the current schema, filter, project, mask, encode, produce,
+               acknowledge, commit), following the bench resource and grant from the catalog
+               and grant feeds
 Throughput is counted from the broker's timestamps of the first and last output record,
 so process start-up is not part of it. Writes benchmarks/results/latest.json.
 """
@@ -35,15 +36,13 @@ from prometheus_client import CollectorRegistry
 
 from services.catalog.registry_server import build_registry_server
 from services.catalog.registry_store import SchemaRegistryStore
+from services.common import catalog_feed, grant_feed
 from services.common.catalog import GrantState
-from services.common.config_files import load_catalog
-from services.common.grant_feed import (
-    GrantRecord,
-    file_grant_records,
-    publish_file_grants,
-    publish_grants,
-)
+from services.common.catalog_feed import CatalogRecord
+from services.common.config_files import load_catalog, load_grants
+from services.common.grant_feed import GrantRecord
 from services.common.kafka_clients import (
+    bus_topic_specs,
     ensure_topics,
     make_admin,
     make_consumer,
@@ -51,14 +50,13 @@ from services.common.kafka_clients import (
     source_topic_spec,
 )
 from services.common.metrics import BusMetrics
+from services.common.schemas import value_schema
 from services.common.settings import Settings
 from services.common.topic_reader import end_offsets
+from services.common.topics import CATALOG, GRANTS
 from services.ingest.demo_data import DemoFeed
 from services.ingest.feed import build_publisher
 from services.ingest.publisher import Change
-from services.router.app import audit_head, build_router
-from services.router.forwarder import BatchForwarder
-from services.router.routing import RawMessage
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "latest.json"
@@ -185,38 +183,39 @@ def run_passthrough(settings: Settings, source: str, target: str, n: int) -> flo
     return output_rate(settings, target, n, 60)
 
 
-def run_router_core(settings: Settings, copy: str, source: str, n: int) -> float:
-    """The router's own routing code in a confluent-kafka loop instead of the Faust agent."""
+def bench_records(settings: Settings) -> tuple[list[CatalogRecord], list[GrantRecord]]:
+    """The bench resource and grant as the control plane's outbox publishes them."""
     catalog = load_catalog(settings.catalog_dir, settings.schemas_dir)
-    records = [
-        r.model_copy(
-            update={"grant": r.grant.model_copy(update={"consumer": r.grant.consumer + "core"})}
+    resources = [
+        CatalogRecord(
+            resource=e, value_schema=value_schema(e, settings.schemas_dir), schema_version=1
         )
-        for r in file_grant_records(settings)
+        for e in catalog.values()
     ]
-    grants = [r.grant for r in records]
-    ensure_topics(make_admin(settings), [source_topic_spec(g.topic, settings) for g in grants])
-    router = build_router(settings, catalog, records)
+    grants = [GrantRecord(grant=g, activation=1) for g in load_grants(settings.grants_dir, catalog)]
+    return resources, grants
+
+
+def publish_feeds(
+    settings: Settings, resources: list[CatalogRecord], grants: list[GrantRecord], remove=False
+) -> None:
+    """Put the records on govbus.catalog and govbus.grants; with ``remove``, take them off
+    again (the grant revoked, then both keys deleted)."""
+    ensure_topics(make_admin(settings), bus_topic_specs(settings))
     producer = make_producer(settings)
-    forwarder = BatchForwarder(
-        router, producer, BusMetrics(CollectorRegistry()), audit_head(settings)
-    )
-    consumer = make_consumer(settings, f"core-{uuid.uuid4()}")
-    consumer.subscribe([copy])
-    done, today = 0, dt.date.today()
-    while done < n:
-        batch = [m for m in consumer.consume(settings.batch_size, 1.0) if not m.error()]
-        if batch:
-            forwarder.forward(
-                # The copy stands in for the resource's own topic.
-                [RawMessage(source, m.partition(), m.offset(), m.key(), m.value()) for m in batch],
-                today,
+    for r in resources if not remove else []:
+        producer.produce(CATALOG, catalog_feed.encode(r), r.resource_id.encode())
+    for g in grants:
+        if remove:
+            g = g.model_copy(
+                update={"grant": g.grant.model_copy(update={"state": GrantState.REVOKED})}
             )
-            forwarder.wait_acknowledged()
-            consumer.commit(asynchronous=False)
-            done += len(batch)
-    consumer.close()
-    return output_rate(settings, grants[0].topic, n, 60)
+        producer.produce(GRANTS, grant_feed.encode(g), g.grant.id.encode())
+        if remove:
+            producer.produce(GRANTS, None, g.grant.id.encode())
+    for r in resources if remove else []:
+        producer.produce(CATALOG, None, r.resource_id.encode())
+    assert producer.flush(30) == 0
 
 
 def run_router(
@@ -263,50 +262,38 @@ def main() -> None:
         env.update({f"GOVBUS_{k.upper()}": v for k, v in values.items()})
         print(f"loading {n} resident-population change events ...", flush=True)
         source = load_events(settings, tag, n)
-        copies = {name: f"{source}.{name}" for name in ("passthrough", "core")}
-        for copy in copies.values():
-            copy_topic(settings, source, copy)
+        passthrough_copy = f"{source}.passthrough"
+        copy_topic(settings, source, passthrough_copy)
         delivery = f"deliver.mca{tag}.resident_population"
 
         print("passthrough ...", flush=True)
-        passthrough = run_passthrough(settings, copies["passthrough"], f"bench.out.{tag}", n)
-        print("router (Faust) ...", flush=True)
-        # The router follows govbus.grants: the bench grant is published there, and revoked
-        # after the run. Its router group is new, so the activation backfill is empty.
-        publish_file_grants(settings)
+        passthrough = run_passthrough(settings, passthrough_copy, f"bench.out.{tag}", n)
+        print("router ...", flush=True)
+        # The router follows govbus.catalog and govbus.grants: the bench resource and grant are
+        # published there, and taken off after the run. Its router group is new and the grant
+        # is active before the router starts, so the activation backfill is empty.
+        resources, grants = bench_records(settings)
+        publish_feeds(settings, resources, grants)
         try:
             router = run_router(settings, env, n, delivery, work / "router.log")
         finally:
-            publish_grants(settings, revoked(file_grant_records(settings)))
-        print("router core on a confluent-kafka loop ...", flush=True)
-        core = run_router_core(settings, copies["core"], source, n)
+            publish_feeds(settings, resources, grants, remove=True)
         result = {
             "events": n,
             "router_events_per_s": round(router),
             "passthrough_events_per_s": round(passthrough),
             "ratio": round(router / passthrough, 3),
-            "router_core_confluent_loop_events_per_s": round(core),
-            "core_ratio": round(core / passthrough, 3),
             "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(result, indent=2) + "\n")
         print(f"\npassthrough (confluent-kafka)   {passthrough:>10,.0f} events/s")
-        print(f"router (Faust agent)            {router:>10,.0f} events/s")
-        print(f"router core (confluent loop)    {core:>10,.0f} events/s")
+        print(f"router (batch loop)             {router:>10,.0f} events/s")
         print(f"ratio router / passthrough      {router / passthrough:>10.3f}")
-        print(f"ratio core / passthrough        {core / passthrough:>10.3f}")
         print(f"written to {RESULTS.relative_to(REPO)}")
     finally:
         _delete_topics(bootstrap, tag)
         shutil.rmtree(work, ignore_errors=True)
-
-
-def revoked(records: list[GrantRecord]) -> list[GrantRecord]:
-    return [
-        r.model_copy(update={"grant": r.grant.model_copy(update={"state": GrantState.REVOKED})})
-        for r in records
-    ]
 
 
 def _delete_topics(bootstrap: str, tag: str) -> None:

@@ -66,8 +66,15 @@ def compile_plan(
         spec = specs[name]
         return None if spec.method == "keep" else build_masker(spec, key)
 
+    defaults = {f["name"]: f["default"] for f in value_schema["fields"] if "default" in f}
+
     def out_field(name: str) -> dict[str, Any]:
-        return {"name": name, "type": output_type(specs[name], types[name])}
+        out = {"name": name, "type": output_type(specs.get(name, KEEP), types[name])}
+        # A field kept as it is keeps its default: a field the provider adds with a default,
+        # once granted, is then a compatible change of the consumer's delivery schema too.
+        if specs.get(name, KEEP).method == "keep" and name in defaults:
+            out["default"] = defaults[name]
+        return out
 
     namespace = f"govbus.deliver.{grant.consumer}.{entry.code}"
     record_schema = {

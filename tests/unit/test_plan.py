@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
-from services.common.plan import compile_plan, plan_delivery
+from services.common.catalog_feed import CatalogRecord
+from services.common.grant_feed import GrantRecord
+from services.common.plan import compile_plan, live_plans, plan_delivery
 from services.common.schemas import value_schema
 from tests.unit.fixtures import RESIDENTS, SCHEMAS, catalog, envelope, grant, resident
 
@@ -82,3 +86,31 @@ def test_masked_counts_per_record():
 
 def test_resource_is_the_one_granted():
     assert grant("mca-resident-population").resource == RESIDENTS
+
+
+def _record(schema=None) -> CatalogRecord:
+    entry = catalog()[RESIDENTS]
+    return CatalogRecord(
+        resource=entry, value_schema=schema or value_schema(entry, SCHEMAS), schema_version=1
+    )
+
+
+def test_a_kept_field_keeps_its_default_in_the_delivery_schema():
+    schema = value_schema(catalog()[RESIDENTS], SCHEMAS)
+    for f in schema["fields"]:
+        if f["name"] == "gender":  # kept by mca
+            f["default"] = "U"
+        if f["name"] == "name":  # partially masked by mca: its output is not the input type
+            f["default"] = ""
+    plan = compile_plan(grant("mca-resident-population"), catalog()[RESIDENTS], schema, SECRET)
+    record = plan.value_schema["fields"][-1]["type"][1]
+    fields = {f["name"]: f for f in record["fields"]}
+    assert fields["gender"]["default"] == "U"
+    assert "default" not in fields["name"]
+
+
+def test_live_plans_join_grants_with_the_catalog_and_skip_unknown_resources():
+    mca = GrantRecord(grant=grant("mca-resident-population"), activation=1)
+    tax = GrantRecord(grant=grant("tax-enterprise-registration"), activation=1)
+    plans = live_plans([mca, tax], {RESIDENTS: _record()}, SECRET, dt.date(2026, 11, 26))
+    assert [p.grant.id for p in plans] == ["mca-resident-population"]
