@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import time
@@ -61,8 +62,14 @@ def build_publisher(
         prepare_topic=prepare_topic,
     )
     publisher.refresh()
-    weakref.finalize(publisher, follower.stop)
+    weakref.finalize(publisher, _stop_follower, follower)
     return publisher
+
+
+def _stop_follower(follower: FeedFollower) -> None:
+    # Collected on the follower's own thread, it is told to stop but cannot be joined.
+    with contextlib.suppress(RuntimeError):
+        follower.stop()
 
 
 def wait_for_resources(
