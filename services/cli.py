@@ -65,9 +65,10 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--events", type=int, default=5000)
     demo.add_argument("--seed", type=int, default=2026)
     demo.set_defaults(func=_demo)
-    sub.add_parser("check-config", help="validate catalog and grant files").set_defaults(
-        func=_check_config
-    )
+    sub.add_parser(
+        "check-config",
+        help="validate catalog and grant files (the import format; the bus follows the catalog)",
+    ).set_defaults(func=_check_config)
     for name, text in (
         ("catalog-service", "the catalog service: schema registry and control-plane API"),
         ("router", "the stream router (Faust worker)"),
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
 
     add_commands(sub)
 
-    feed = sub.add_parser("feed", help="the demo provider feed")
+    feed = sub.add_parser("feed", help="the demo provider feed (resources from govbus.catalog)")
     add_arguments(feed)
     feed.set_defaults(func=_service("feed"))
     args = parser.parse_args(argv)

@@ -20,10 +20,12 @@ from rich.console import Console
 from rich.table import Table
 
 from services.bus import start_core
+from services.common import catalog_feed, grant_feed
 from services.common.audit import first_broken_link
-from services.common.config_files import load_catalog
+from services.common.catalog_feed import CatalogRecord
 from services.common.dead_letter import header_map
-from services.common.grant_feed import for_sources, read_grants
+from services.common.feed import read_feed
+from services.common.grant_feed import GrantRecord, for_sources
 from services.common.idnumbers import find_resident_ids
 from services.common.kafka_clients import (
     bus_topic_specs,
@@ -40,9 +42,9 @@ from services.common.registry_client import make_registry_client
 from services.common.serde import AvroCodec
 from services.common.settings import Settings
 from services.common.topic_reader import end_offsets, read_range
-from services.common.topics import AUDIT, DLQ, delivery_topic
-from services.ingest.demo_data import DemoFeed
-from services.ingest.feed import build_publisher, to_change
+from services.common.topics import AUDIT, CATALOG, DLQ, GRANTS, delivery_topic
+from services.ingest.demo_data import RESOURCES, DemoFeed
+from services.ingest.feed import build_publisher, to_change, wait_for_resources
 from services.ingest.publisher import Change
 from services.launcher import ProcessGroup
 from services.sink.central_store import CentralStore
@@ -63,6 +65,9 @@ class Ledger:
 def publish_demo(settings: Settings, events: int, seed: int) -> Ledger:
     producer = make_producer(settings)
     publisher = build_publisher(settings, BusMetrics(CollectorRegistry()), producer)
+    missing = wait_for_resources(publisher, RESOURCES, 60.0, lambda: False)
+    if missing:
+        raise RuntimeError(f"resources not in govbus.catalog after 60 s: {missing}")
     ledger = Ledger()
     for demo in DemoFeed(seed=seed, invalid_rate=0.01).changes(events):
         change = to_change(demo)
@@ -73,6 +78,7 @@ def publish_demo(settings: Settings, events: int, seed: int) -> Ledger:
             ledger.published.setdefault(change.resource, []).append((event_id, change))
         producer.poll(0)
     _inject_malformed(producer, next(iter(publisher.topics())), ledger)
+    publisher.close()
     if producer.flush(60):
         raise RuntimeError("demo changes not acknowledged by Kafka")
     return ledger
@@ -85,19 +91,35 @@ def _inject_malformed(producer: Producer, topic: str, ledger: Ledger) -> None:
         ledger.injected[reason] += 1
 
 
+def live_catalog(settings: Settings, wanted: tuple[str, ...], timeout_s: float) -> dict:
+    """The readable catalog records by resource id, once ``wanted`` are all there (the catalog
+    service's outbox publishes them shortly after it starts)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = read_feed(settings, CATALOG, catalog_feed.decode)
+        readable = {k: v for k, v in found.items() if isinstance(v, CatalogRecord)}
+        if set(wanted) <= set(readable):
+            return readable
+        if time.monotonic() >= deadline:
+            raise RuntimeError(
+                f"not in govbus.catalog after {timeout_s}s: {set(wanted) - set(readable)}"
+            )
+        time.sleep(0.5)
+
+
 def run_demo(settings: Settings, events: int, seed: int, console: Console) -> int:
-    catalog = load_catalog(settings.catalog_dir, settings.schemas_dir)
     admin = make_admin(settings)
     ensure_topics(admin, bus_topic_specs(settings))
-    ensure_topics(admin, [source_topic_spec(e.topic, settings) for e in catalog.values()])
     group = ProcessGroup(settings.data_dir / "logs")
     try:
         start_core(settings, group)
+        catalog = live_catalog(settings, RESOURCES, 60)
+        ensure_topics(admin, [source_topic_spec(r.topic, settings) for r in catalog.values()])
         # The grants the router follows, as the control plane published them (once the router
         # is up: its start-up backfills are before the offsets read here).
-        records = list(
-            for_sources(read_grants(settings).values(), settings.source_pattern).values()
-        )
+        grants = read_feed(settings, GRANTS, grant_feed.decode).values()
+        readable = [r for r in grants if isinstance(r, GrantRecord)]
+        records = list(for_sources(readable, settings.source_pattern).values())
         ensure_topics(admin, [delivery_topic_spec(r.grant.topic, settings) for r in records])
         watched = sorted({r.grant.topic for r in records} | {DLQ})
         start = end_offsets(settings, watched)
@@ -111,9 +133,9 @@ def run_demo(settings: Settings, events: int, seed: int, console: Console) -> in
         outcome = _read_outputs(settings, start, end)
     finally:
         group.stop()
-    store = CentralStore(settings.central_store_url, catalog.values(), settings.schemas_dir)
+    store = CentralStore(settings.central_store_url, catalog.values())
     secret = settings.mask_secret.get_secret_value().encode()
-    plans = live_plans(records, secret, dt.date.today())
+    plans = live_plans(records, catalog, secret, dt.date.today())
     published = [pair for pairs in ledger.published.values() for pair in pairs]
     expected = expected_deliveries(plans, published)
     return _report(console, events, took, ledger, expected, outcome, store)

@@ -5,46 +5,80 @@ from __future__ import annotations
 import re
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from services.common.settings import Settings
 
+Offsets = dict[tuple[str, int], int]
 
-def topic_lags(
-    admin: AdminClient, group: str, topic_pattern: str, timeout_s: float = 4.0
-) -> dict[str, int]:
-    """Messages per topic not yet committed by ``group``, on topics matching the pattern.
+
+def partitions_of(
+    admin: AdminClient, accept: Callable[[str], bool], timeout_s: float
+) -> list[TopicPartition]:
+    """Every partition of the existing topics that ``accept`` takes."""
+    metadata = admin.list_topics(timeout=timeout_s).topics
+    return [
+        TopicPartition(name, p)
+        for name, topic in metadata.items()
+        if accept(name)
+        for p in topic.partitions
+    ]
+
+
+def offsets_at(admin: AdminClient, partitions, spec, timeout_s: float) -> Offsets:
+    futures = admin.list_offsets({tp: spec for tp in partitions}, request_timeout=timeout_s)
+    return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+
+
+def committed_offsets(
+    admin: AdminClient, group: str, partitions: list[TopicPartition], timeout_s: float
+) -> Offsets:
+    request = [ConsumerGroupTopicPartitions(group, partitions)]
+    found = admin.list_consumer_group_offsets(request, request_timeout=timeout_s)[group]
+    return {(tp.topic, tp.partition): tp.offset for tp in found.result().topic_partitions}
+
+
+def lags_from(committed: Mapping, starts: Mapping, ends: Mapping) -> dict[str, int]:
+    """Per topic, messages between each partition's committed offset and its end.
 
     A partition the group never committed counts from its earliest offset.
     """
-    pattern = re.compile(topic_pattern)
-    metadata = admin.list_topics(timeout=timeout_s).topics
-    partitions = [
-        TopicPartition(name, p)
-        for name, topic in metadata.items()
-        if pattern.match(name)
-        for p in topic.partitions
-    ]
-    if not partitions:
-        return {}
-    request = [ConsumerGroupTopicPartitions(group, partitions)]
-    committed = admin.list_consumer_group_offsets(request, request_timeout=timeout_s)[group]
-    done = {(tp.topic, tp.partition): tp.offset for tp in committed.result().topic_partitions}
-    ends = _offsets(admin, partitions, OffsetSpec.latest(), timeout_s)
-    starts = _offsets(admin, partitions, OffsetSpec.earliest(), timeout_s)
     lags: dict[str, int] = defaultdict(int)
     for tp, end in ends.items():
-        position = done.get(tp, -1)
+        position = committed.get(tp, -1)
         lags[tp[0]] += max(0, end - (position if position >= 0 else starts[tp]))
     return dict(lags)
 
 
-def _offsets(admin: AdminClient, partitions, spec, timeout_s: float) -> dict[tuple[str, int], int]:
-    futures = admin.list_offsets({tp: spec for tp in partitions}, request_timeout=timeout_s)
-    return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+def topic_lags(
+    admin: AdminClient, group: str, topic_pattern: str, timeout_s: float = 4.0
+) -> dict[str, int]:
+    """Messages per topic not yet committed by ``group``, on topics matching the pattern."""
+    partitions = partitions_of(admin, re.compile(topic_pattern).match, timeout_s)
+    if not partitions:
+        return {}
+    committed = committed_offsets(admin, group, partitions, timeout_s)
+    ends = offsets_at(admin, partitions, OffsetSpec.latest(), timeout_s)
+    starts = offsets_at(admin, partitions, OffsetSpec.earliest(), timeout_s)
+    return lags_from(committed, starts, ends)
+
+
+def groups_lags(
+    admin: AdminClient, groups: Iterable[str], accept: Callable[[str], bool], timeout_s: float
+) -> dict[str, dict[str, int]]:
+    """Per group, per topic lag; the topics' ends are asked once for all groups."""
+    partitions = partitions_of(admin, accept, timeout_s)
+    if not partitions:
+        return {g: {} for g in groups}
+    ends = offsets_at(admin, partitions, OffsetSpec.latest(), timeout_s)
+    starts = offsets_at(admin, partitions, OffsetSpec.earliest(), timeout_s)
+    return {
+        g: lags_from(committed_offsets(admin, g, partitions, timeout_s), starts, ends)
+        for g in groups
+    }
 
 
 def group_lag(settings: Settings, group: str, topic_pattern: str, timeout_s: float = 4.0) -> int:

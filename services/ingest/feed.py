@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import time
+import weakref
 
 from prometheus_client import CollectorRegistry
 
-from services.common.config_files import load_catalog
+from services.common import catalog_feed
+from services.common.catalog_feed import CatalogView
+from services.common.feed import FeedFollower
 from services.common.kafka_clients import (
     ensure_topics,
     make_admin,
@@ -18,23 +22,68 @@ from services.common.kafka_clients import (
 )
 from services.common.metrics import BusMetrics, serve_metrics
 from services.common.registry_client import make_registry_client
+from services.common.schemas import source_schema
 from services.common.serde import AvroCodec
 from services.common.settings import Settings, load_settings
-from services.ingest.demo_data import DemoFeed
+from services.common.topics import CATALOG
+from services.ingest.demo_data import RESOURCES, DemoFeed
 from services.ingest.publisher import Change, ChangePublisher
 
 log = logging.getLogger("govbus.ingest")
 
 
-def build_publisher(settings: Settings, metrics: BusMetrics, producer) -> ChangePublisher:
-    catalog = load_catalog(settings.catalog_dir, settings.schemas_dir)
-    ensure_topics(
-        make_admin(settings), [source_topic_spec(e.topic, settings) for e in catalog.values()]
+def build_publisher(
+    settings: Settings, metrics: BusMetrics, producer, catalog_timeout_s: float = 60.0
+) -> ChangePublisher:
+    """A publisher that follows ``govbus.catalog``: read to its end now, then live.
+
+    ``close()`` stops the follower; a publisher dropped without it stops it when collected.
+    """
+    follower = FeedFollower(settings, CATALOG, catalog_feed.decode).start()
+    try:
+        follower.wait_caught_up(catalog_timeout_s)
+    except TimeoutError:
+        follower.stop()
+        raise
+    admin = make_admin(settings)
+
+    def prepare_topic(topic: str) -> None:
+        # The broker does not create topics: a resource new to the catalog gets its own here.
+        ensure_topics(admin, [source_topic_spec(topic, settings)])
+
+    publisher = ChangePublisher(
+        CatalogView(),
+        AvroCodec(make_registry_client(settings)),
+        producer,
+        source_schema(settings.schemas_dir),
+        metrics,
+        settings.max_message_bytes,
+        follower=follower,
+        prepare_topic=prepare_topic,
     )
-    codec = AvroCodec(make_registry_client(settings))
-    return ChangePublisher(
-        catalog, codec, producer, settings.schemas_dir, metrics, settings.max_message_bytes
-    )
+    publisher.refresh()
+    weakref.finalize(publisher, _stop_follower, follower)
+    return publisher
+
+
+def _stop_follower(follower: FeedFollower) -> None:
+    # Collected on the follower's own thread, it is told to stop but cannot be joined.
+    with contextlib.suppress(RuntimeError):
+        follower.stop()
+
+
+def wait_for_resources(
+    publisher: ChangePublisher, resources: tuple[str, ...], timeout_s: float, should_stop
+) -> list[str]:
+    """Wait until the catalog knows ``resources`` (the control plane may still be publishing
+    it); returns those still unknown at the deadline, whose changes will be dead-lettered."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        publisher.refresh()
+        missing = [r for r in resources if r not in publisher.resource_ids()]
+        if not missing or time.monotonic() >= deadline or should_stop():
+            return missing
+        time.sleep(0.2)
 
 
 def to_change(demo) -> Change:
@@ -96,8 +145,12 @@ def main(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
     seed = args.seed if args.seed is not None else int(time.time())
     log.info("demo feed up: seed %d, %s/s, metrics on :%d", seed, args.rate or "max", port)
+    missing = wait_for_resources(publisher, RESOURCES, 60.0, lambda: bool(stopping))
+    if missing:
+        log.warning("not in the catalog after 60 s (their changes go to the DLQ): %s", missing)
     feed = DemoFeed(seed=seed, invalid_rate=args.invalid_rate, start_ms=int(time.time() * 1000))
     sent = run_feed(
         publisher, producer, feed, args.events, args.rate or None, lambda: bool(stopping)
     )
+    publisher.close()
     log.info("demo feed done: %d changes", sent)

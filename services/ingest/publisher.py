@@ -1,4 +1,10 @@
-"""Publish provider changes as Avro change events; bad ones go to the dead-letter topic."""
+"""Publish provider changes as Avro change events; bad ones go to the dead-letter topic.
+
+Resources, their value schemas and their field formats come from the live catalog
+(``govbus.catalog``): changes of it are applied between publishes, so a resource added or
+evolved through the control plane is validated and published with its current schema
+without a restart.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +19,14 @@ from confluent_kafka import Producer
 from fastavro import parse_schema
 
 from services.common.catalog import CatalogEntry
+from services.common.catalog_feed import CatalogRecord, CatalogView
 from services.common.dead_letter import DeadLetter, produce_dead_letter
+from services.common.feed import Decoded, FeedFollower, Unreadable
 from services.common.metrics import BusMetrics
-from services.common.schemas import envelope_schema, key_schema, source_schema, value_schema
-from services.common.serde import AvroCodec, Encoder
-from services.common.topics import key_subject, value_subject
-from services.ingest.validation import record_problem
+from services.common.schemas import envelope_schema, key_schema
+from services.common.serde import AvroCodec, EncodeError, Encoder
+from services.common.topics import CATALOG, key_subject, value_subject
+from services.ingest.validation import Problem, mask_failed_value, record_problem
 
 STAGE = "ingest"
 
@@ -39,6 +47,8 @@ class Change:
 
 @dataclass(frozen=True)
 class ResourceCodec:
+    """What publishing one resource needs, built from one version of its catalog record."""
+
     entry: CatalogEntry
     parsed_value: Any
     encode_key: Encoder
@@ -63,67 +73,122 @@ def make_envelope(change: Change, entry: CatalogEntry, now_ms: int, event_id: st
     }
 
 
-def change_problem(change: Change, rc: ResourceCodec) -> tuple[str, str] | None:
+def change_problem(change: Change, rc: ResourceCodec) -> Problem | None:
     if change.op not in ("c", "u", "d", "r"):
-        return "invalid_op", f"op {change.op!r}"
+        return Problem("invalid_op", f"op {change.op!r}")
     for part in ("before", "after"):
         record = getattr(change, part)
         needed = (part == "after") == (change.op != "d")
         if record is None and needed:
-            return "invalid_envelope", f"op {change.op!r} needs '{part}'"
+            return Problem("invalid_envelope", f"op {change.op!r} needs '{part}'")
         if record is not None:
             problem = record_problem(rc.entry, rc.parsed_value, record)
             if problem:
-                return problem[0], f"{part}: {problem[1]}"
+                return problem._replace(detail=f"{part}: {problem.detail}")
     return None
 
 
+def dead_letter_body(change: Change, entry: CatalogEntry | None, problem: Problem) -> bytes:
+    """The rejected change as JSON (no Avro bytes exist for it yet), fit for the DLQ's readers:
+    everything the provider needs to mend it, except the failed value of a checked field."""
+    body = dict(change.__dict__)
+    if entry is not None and problem.field is not None:
+        for part in ("before", "after"):
+            body[part] = mask_failed_value(entry, problem.field, body[part])
+    return json.dumps(body, ensure_ascii=False, default=str).encode()
+
+
+def build_codec(record: CatalogRecord, codec: AvroCodec, source: dict[str, Any]) -> ResourceCodec:
+    """Register the resource's key and envelope schemas (idempotent) and build its encoders."""
+    entry, value = record.resource, record.value_schema
+    return ResourceCodec(
+        entry,
+        parse_schema(value),
+        codec.encoder(key_subject(entry.topic), key_schema(entry, value)),
+        codec.encoder(value_subject(entry.topic), envelope_schema(value, source)),
+    )
+
+
 class ChangePublisher:
-    """Validates, encodes and produces changes; the caller polls/flushes the producer."""
+    """Validates, encodes and produces changes; the caller polls/flushes the producer.
+
+    ``catalog`` is the live view; with a ``follower`` its changes are applied before each
+    publish. A resource's codec is built on its first change after each catalog change, and
+    ``prepare_topic`` (e.g. create the source topic) runs then too.
+    """
 
     def __init__(
         self,
-        catalog: Mapping[str, CatalogEntry],
+        catalog: CatalogView,
         codec: AvroCodec,
         producer: Producer,
-        schemas_dir,
+        source: dict[str, Any],
         metrics: BusMetrics,
         max_message_bytes: int,
         clock: Callable[[], float] = time.time,
+        follower: FeedFollower[CatalogRecord] | None = None,
+        prepare_topic: Callable[[str], None] = lambda _topic: None,
     ) -> None:
+        self._view = catalog
+        self._codec = codec
         self._producer = producer
+        self._source = source
         self._metrics = metrics
         self._max_bytes = max_message_bytes
         self._clock = clock
-        source = source_schema(schemas_dir)
+        self._follower = follower
+        self._prepare_topic = prepare_topic
         self._codecs: dict[str, ResourceCodec] = {}
-        for rid, entry in catalog.items():
-            value = value_schema(entry, schemas_dir)
-            self._codecs[rid] = ResourceCodec(
-                entry,
-                parse_schema(value),
-                codec.encoder(key_subject(entry.topic), key_schema(entry, value)),
-                codec.encoder(value_subject(entry.topic), envelope_schema(value, source)),
-            )
+
+    def apply(self, changes: Mapping[str, Decoded[CatalogRecord]]) -> list[str]:
+        """Take catalog changes keyed by resource id; their codecs are rebuilt on next use."""
+        changed = self._view.apply(changes)
+        for rid in changed:
+            self._codecs.pop(rid, None)
+        unreadable = sum(isinstance(v, Unreadable) for v in changes.values())
+        if unreadable:  # logged by the follower; counted here, where it stops a resource
+            self._metrics.feed_unreadable.labels(CATALOG).inc(unreadable)
+        return changed
+
+    def refresh(self) -> list[str]:
+        """Apply what the catalog follower read since the last call."""
+        if self._follower is None:
+            return []
+        changes = self._follower.changes()
+        return self.apply(changes) if changes else []
+
+    def close(self) -> None:
+        if self._follower is not None:
+            self._follower.stop()
 
     def topics(self) -> list[str]:
-        return [rc.entry.topic for rc in self._codecs.values()]
+        return self._view.topics()
+
+    def resource_ids(self) -> list[str]:
+        return [r.resource_id for r in self._view.records()]
 
     def publish(self, change: Change, on_delivery=None) -> str | None:
         """Queue the change; returns its event id, or None when it was dead-lettered."""
+        self.refresh()
         rc = self._codecs.get(change.resource)
         if rc is None:
-            return self._dead(change, "unknown_resource", f"no catalog entry {change.resource}")
+            rc = self._codec_for(change)
+            if isinstance(rc, Problem):
+                return self._dead(change, None, rc)
         problem = change_problem(change, rc)
         if problem:
-            return self._dead(change, *problem)
+            return self._dead(change, rc.entry, problem)
         event_id = str(uuid.uuid4())
         envelope = make_envelope(change, rc.entry, int(self._clock() * 1000), event_id)
         row = change.after if change.after is not None else change.before
-        key = rc.encode_key({k: row[k] for k in rc.entry.key_fields})
-        value = rc.encode_envelope(envelope)
+        try:
+            key = rc.encode_key({k: row[k] for k in rc.entry.key_fields})
+            value = rc.encode_envelope(envelope)
+        except EncodeError as exc:
+            return self._dead(change, rc.entry, Problem(exc.reason, exc.detail[:500]))
         if len(value) + len(key) > self._max_bytes:
-            return self._dead(change, "oversized", f"{len(value)} bytes > {self._max_bytes}")
+            problem = Problem("oversized", f"{len(value)} bytes > {self._max_bytes}")
+            return self._dead(change, rc.entry, problem)
         while True:
             try:
                 self._producer.produce(rc.entry.topic, value, key, on_delivery=on_delivery)
@@ -133,10 +198,25 @@ class ChangePublisher:
         self._metrics.events_in.labels(STAGE, change.resource).inc()
         return event_id
 
-    def _dead(self, change: Change, reason: str, detail: str) -> None:
-        # No Avro bytes exist yet for a rejected change: the DLQ keeps it as JSON.
-        raw = json.dumps(change.__dict__, ensure_ascii=False, default=str).encode()
-        letter = DeadLetter(STAGE, reason, detail, change.resource.encode(), raw)
+    def _codec_for(self, change: Change) -> ResourceCodec | Problem:
+        rid = change.resource
+        record = self._view.get(rid)
+        if record is None:
+            if rid in self._view.blocked:
+                # Fail closed: the catalog says something about this resource we cannot read.
+                return Problem("catalog_unreadable", f"catalog record of {rid} is unreadable")
+            return Problem("unknown_resource", f"no catalog entry {rid}")
+        try:
+            rc = build_codec(record, self._codec, self._source)
+        except EncodeError as exc:  # the registry refused the schema: nothing can be encoded
+            return Problem(exc.reason, exc.detail[:500])
+        self._prepare_topic(record.topic)
+        self._codecs[rid] = rc
+        return rc
+
+    def _dead(self, change: Change, entry: CatalogEntry | None, problem: Problem) -> None:
+        body = dead_letter_body(change, entry, problem)
+        letter = DeadLetter(STAGE, problem.reason, problem.detail, change.resource.encode(), body)
         produce_dead_letter(self._producer, letter)
-        self._metrics.dead_letters.labels(STAGE, reason).inc()
+        self._metrics.dead_letters.labels(STAGE, problem.reason).inc()
         return None

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastavro.validation import ValidationError, validate
 
 from services.common.catalog import CatalogEntry
 from services.common.idnumbers import credit_code_valid, resident_id_valid
+from services.common.masking import partial
 
 FORMAT_CHECKS = {
     "resident_id": ("invalid_id_number", resident_id_valid),
@@ -15,22 +16,49 @@ FORMAT_CHECKS = {
 }
 
 
-def record_problem(entry: CatalogEntry, parsed_schema: Any, record: Any) -> tuple[str, str] | None:
-    """(reason, detail) when the record does not fit its resource, else None."""
+class Problem(NamedTuple):
+    """Why a record cannot enter the bus; ``field`` names the field whose value failed a
+    format check, whose value must then stay out of every dead letter."""
+
+    reason: str
+    detail: str
+    field: str | None = None
+
+
+def record_problem(entry: CatalogEntry, parsed_schema: Any, record: Any) -> Problem | None:
+    """Why the record does not fit its resource, else None."""
     if not isinstance(record, dict):
-        return "schema_mismatch", f"record is {type(record).__name__}, not a mapping"
+        return Problem("schema_mismatch", f"record is {type(record).__name__}, not a mapping")
     unknown = sorted(set(record) - set(entry.fields))
     if unknown:
-        return "schema_mismatch", f"fields {unknown} are not in {entry.resource_id}"
+        return Problem("schema_mismatch", f"fields {unknown} are not in {entry.resource_id}")
     try:
         validate(record, parsed_schema, raise_errors=True)
     except ValidationError as exc:
-        return "schema_mismatch", str(exc)[:500]
+        return Problem("schema_mismatch", str(exc)[:500])
     for name, spec in entry.fields.items():
         if spec.format is None or record.get(name) is None:
             continue
         reason, is_valid = FORMAT_CHECKS[spec.format]
         if not is_valid(record[name]):
             # The value itself stays out of the detail: the DLQ is readable by operators.
-            return reason, f"field {name} fails its {spec.format} check digit"
+            return Problem(reason, f"field {name} fails its {spec.format} check digit", name)
     return None
+
+
+def mask_failed_value(entry: CatalogEntry, field: str, record: Any) -> Any:
+    """The record with ``field`` masked where its value fails the field's format check.
+
+    A resident ID with one wrong digit is still most of a real person's number, so the dead
+    letter keeps only its head and tail (6+4, as ID cards are shown masked): enough, with the
+    change's system and position, for the provider to find and mend the record, not enough to
+    read the number. A value that passes its check (e.g. a valid ``before``) is left alone.
+    """
+    spec = entry.fields.get(field)
+    if not isinstance(record, dict) or spec is None or spec.format is None:
+        return record
+    value = record.get(field)
+    if value is None or FORMAT_CHECKS[spec.format][1](value):
+        return record
+    shown = partial(value, head=6, tail=4) if isinstance(value, str) else None
+    return {**record, field: shown}

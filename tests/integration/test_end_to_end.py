@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections import Counter
 
@@ -11,6 +13,7 @@ from services.common.topics import AUDIT
 from services.progress import scrape_totals
 from services.sink.central_store import CentralStore
 from tests.integration.flow import (
+    catalog_records,
     decode_all,
     demo_changes,
     expected,
@@ -24,11 +27,8 @@ EVENTS = 800
 
 
 def _store(bus) -> CentralStore:
-    from services.common.config_files import load_catalog
-
-    s = bus.settings
-    catalog = load_catalog(s.catalog_dir, s.schemas_dir)
-    return CentralStore(s.central_store_url, catalog.values(), s.schemas_dir)
+    # The store's tables are those of the catalog the bus follows.
+    return CentralStore(bus.settings.central_store_url, catalog_records(bus.settings).values())
 
 
 def test_changes_reach_granted_consumers_masked_and_the_central_store(bus):
@@ -106,10 +106,22 @@ def wait_drained_router(bus) -> None:
     wait_until(lambda: group_lag(s, s.router_group, s.source_pattern) == 0, 120, "router drained")
 
 
+def expected_hmac(master_secret: bytes, consumer: str, clear: str) -> str:
+    """The documented keyed HMAC, computed here from its definition, not by the masking code:
+    HMAC-SHA256 under the consumer's key (itself an HMAC of the consumer's code under the
+    master secret), the first 32 hex characters."""
+    key = hmac.new(master_secret, b"govbus-mask:" + consumer.encode(), hashlib.sha256).digest()
+    return hmac.new(key, clear.encode(), hashlib.sha256).hexdigest()[:32]
+
+
 def test_masked_records_follow_their_grant(bus):
     bus.start("router")
-    publish(bus.settings, demo_changes(bus.tag, 400, seed=3))
+    published = publish(bus.settings, demo_changes(bus.tag, 400, seed=3))
+    changes = {p.event_id: p.change for p in published}
     wait_drained_router(bus)
+    secret = bus.settings.mask_secret.get_secret_value().encode()
+    # clear value -> {consumer: masked values}: joinable within a consumer, not across.
+    hashed: dict[str, dict[str, set[str]]] = {}
     for plan in plans(bus.settings):
         delivered = decode_all(bus.settings, read_topics(bus.settings, [plan.topic]))
         ops = Counter(v["op"] for _, v in delivered)
@@ -118,9 +130,24 @@ def test_masked_records_follow_their_grant(bus):
             record = value["record"]
             assert value["grant_id"] == plan.grant.id
             assert set(record) == {n for n, _ in plan.fields}
+            change = changes[value["event_id"]]
+            row = change.before if value["op"] == "d" else change.after
             for name, spec in plan.grant.masking.items():
                 if spec.method == "hmac":
-                    assert len(record[name]) == 32 and int(record[name], 16) >= 0
+                    clear = row[name]
+                    masked = expected_hmac(secret, plan.grant.consumer, clear)
+                    assert record[name] == masked != clear, f"{plan.topic}: {name}"
+                    if name in key:
+                        assert key[name] == masked
+                    hashed.setdefault(clear, {}).setdefault(plan.grant.consumer, set()).add(
+                        record[name]
+                    )
                 if spec.method == "redact":
                     assert record[name] in ("***", None)
             assert set(key) <= set(record)
+    assert all(len(v) == 1 for by in hashed.values() for v in by.values())
+    shared = [by for by in hashed.values() if len(by) > 1]
+    assert shared, "the demo data has people delivered to two consumers"
+    for by in shared:
+        values = [next(iter(v)) for v in by.values()]
+        assert len(set(values)) == len(values), "the same value hashes alike across consumers"

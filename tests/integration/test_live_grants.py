@@ -5,22 +5,22 @@ Times are measured on the real broker and printed (``pytest -s``); the bound is 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections import Counter
 
 from services.common.audit import first_broken_link
-from services.common.catalog import GrantState
+from services.common.catalog import FieldSpec, GrantState, Sensitivity
 from services.common.catalog_feed import CatalogRecord
 from services.common.grant_feed import GrantRecord
-from services.common.kafka_clients import make_producer
+from services.common.idnumbers import make_resident_id
 from services.common.plan import compile_plan, plan_delivery
 from services.common.registry_client import make_registry_client
-from services.common.schemas import envelope_schema, key_schema, source_schema
 from services.common.serde import AvroCodec
 from services.common.topic_reader import end_offsets
-from services.common.topics import AUDIT, BACKFILLS, key_subject, value_subject
-from services.ingest.publisher import Change, make_envelope
+from services.common.topics import AUDIT, BACKFILLS
+from services.ingest.publisher import Change
 from services.router.backfill import backfill_deliveries, latest_states
 from tests.integration.conftest import wait_until
 from tests.integration.flow import (
@@ -194,61 +194,97 @@ def test_revocation_stops_delivery_within_seconds(bus):
     assert len(set(after) - delivered) > 0
 
 
-def test_a_new_field_in_the_providers_schema_is_not_delivered_to_an_existing_grant(bus):
+NEW_FIELD = "informant_note"
+
+
+def _evolved(record: CatalogRecord) -> CatalogRecord:
+    """The resource's next schema version, as the control plane publishes it: one optional
+    field added, declared in the catalog at L2."""
+    schema = json.loads(json.dumps(record.value_schema))
+    schema["fields"].append({"name": NEW_FIELD, "type": "string", "default": ""})
+    spec = FieldSpec(sensitivity=Sensitivity.L2, description="note of the informant")
+    entry = record.resource.model_copy(
+        update={"fields": {**record.resource.fields, NEW_FIELD: spec}}
+    )
+    return CatalogRecord(
+        resource=entry, value_schema=schema, schema_version=record.schema_version + 1
+    )
+
+
+def _delivered(bus, topic: str, event_ids: set[str]) -> dict[str, list[dict]]:
+    """Deliveries of ``event_ids`` on ``topic`` by event id, once every one is there."""
+    found: dict[str, list[dict]] = {}
+
+    def all_there() -> bool:
+        found.clear()
+        for _, value in decode_all(bus.settings, read_topics(bus.settings, [topic])):
+            if value["event_id"] in event_ids:
+                found.setdefault(value["event_id"], []).append(value)
+        return set(found) == event_ids
+
+    wait_until(all_there, 60, f"{len(event_ids)} deliveries on {topic}")
+    return found
+
+
+def test_a_new_field_reaches_a_consumer_only_under_an_amended_grant_naming_it(bus):
     s = bus.settings
     record = _record(bus, "mca-resident-population")
+    grant = record.grant
     resource = _resource(bus, record)
-    entry = resource.resource
-    publish(s, demo_changes(bus.tag, 50, seed=51))  # registers the schemas, creates the topics
+    publish(s, demo_changes(bus.tag, 50, seed=51))
     bus.start("router")
 
-    evolved = json.loads(json.dumps(resource.value_schema))
-    evolved["fields"].append({"name": "informant_note", "type": "string", "default": ""})
-    codec = AvroCodec(make_registry_client(s))
-    encode_key = codec.encoder(key_subject(entry.topic), key_schema(entry, evolved))
-    encode_value = codec.encoder(
-        value_subject(entry.topic), envelope_schema(evolved, source_schema(s.schemas_dir))
-    )
+    evolved = _evolved(resource)
+    publish_records(s, resources=[evolved])
     template = next(
-        c
+        c.after
         for c in demo_changes(bus.tag, 100, seed=52)
-        if c.op == "c" and c.resource == entry.resource_id
+        if c.op == "c" and c.resource == grant.resource
     )
-    row = {**template.after, "region_code": "340104", "household_type": "城镇"}
-    producer = make_producer(s)
-    sent = []
 
-    def send(mark: str) -> None:
-        change = Change(
-            template.resource, "c", None, {**row, "informant_note": mark}, "p:1", template.system
-        )
-        event_id = f"evolved-event-{len(sent)}"
-        envelope = make_envelope(change, entry, int(time.time() * 1000), event_id)
-        producer.produce(
-            entry.topic,
-            encode_value(envelope),
-            encode_key({k: row[k] for k in entry.key_fields}),
-        )
-        assert producer.flush(30) == 0
-        sent.append(event_id)
+    def send(mark: str, first_seq: int) -> set[str]:
+        """Three new residents of Hefei (in the grant's row filter) carrying the new field."""
+        changes = []
+        for seq in range(first_seq, first_seq + 3):
+            id_number = make_resident_id("340104", dt.date(1990, 1, 1), seq)
+            row = {
+                **template,
+                "id_number": id_number,
+                "region_code": "340104",
+                "household_type": "城镇",
+                NEW_FIELD: f"{mark}-{seq}",
+            }
+            changes.append(Change(grant.resource, "c", None, row, f"p:{seq}", "psb-hukou"))
+        published = publish(s, changes)  # ingest follows the catalog: the field is accepted
+        assert len(published) == 3
+        return {p.event_id for p in published}
 
-    send("NOTE-FOR-NOBODY-1")
-    # The control plane publishes the resource's new schema version; the grant is unchanged.
-    new_version = resource.model_copy(
-        update={"value_schema": evolved, "schema_version": resource.schema_version + 1}
+    # Before any grant names the field, it reaches no consumer.
+    before = _delivered(bus, grant.topic, send("NOTE-BEFORE-AMENDMENT", 101))
+    for values in before.values():
+        for value in values:
+            assert value["grant_id"] == grant.id
+            assert NEW_FIELD not in value["record"]
+    raw = b"".join((m.value() or b"") for m in read_topics(s, [grant.topic]))
+    assert b"NOTE-BEFORE-AMENDMENT" not in raw
+
+    # The authority activates an amended grant that names it: from then on it is delivered.
+    amended = grant.model_copy(
+        update={"id": f"{grant.id}-v2", "amends": grant.id, "fields": (*grant.fields, NEW_FIELD)}
     )
-    publish_records(s, resources=[new_version])
-    time.sleep(2.0)
-    send("NOTE-FOR-NOBODY-2")
-    wait_drained_router(bus)
-
-    delivered = read_topics(s, [record.grant.topic])
-    values = {v["event_id"]: v for _, v in decode_all(s, delivered)}
-    granted = {f for f in record.grant.fields if record.grant.masking.get(f) is None} | set(
-        f for f, spec in record.grant.masking.items() if spec.method != "drop"
+    publish_records(s, grants=[GrantRecord(grant=amended, activation=1)])
+    wait_until(
+        lambda: any(
+            v["grant_id"] == amended.id for _, v in decode_all(s, read_topics(s, [grant.topic]))
+        ),
+        60,
+        "the amended grant delivering",
     )
-    for event_id in sent:
-        assert event_id in values, f"{event_id} not delivered"
-        assert set(values[event_id]["record"]) == granted
-    raw = b"".join((m.key() or b"") + (m.value() or b"") for m in delivered)
-    assert b"NOTE-FOR-NOBODY" not in raw
+    after = _delivered(bus, grant.topic, send("NOTE-AFTER-AMENDMENT", 201))
+    for values in after.values():
+        assert {v["grant_id"] for v in values} == {amended.id}, "the old grant still routes"
+        assert all(v["record"][NEW_FIELD].startswith("NOTE-AFTER-AMENDMENT-") for v in values)
+    # The old grant's deliveries never carried it, before or after.
+    for _, value in decode_all(s, read_topics(s, [grant.topic])):
+        if value["grant_id"] == grant.id and value["record"] is not None:
+            assert NEW_FIELD not in value["record"]

@@ -68,12 +68,16 @@ def exposed_names(registry: CollectorRegistry) -> set[str]:
 def lag_samples() -> Iterator[list[Any]]:
     """The lag exporter's real collect(), with Kafka replaced by canned per-topic lags."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(lag_exporter, "make_admin", lambda settings: object())
         mp.setattr(
-            lag_exporter, "topic_lags", lambda admin, group, pattern, timeout_s: dict(FAKE_LAGS)
+            lag_exporter,
+            "groups_lags",
+            lambda admin, groups, accept, timeout_s: {g: dict(FAKE_LAGS) for g in groups},
         )
         registry = CollectorRegistry()
-        registry.register(lag_exporter.LagCollector(Settings()))
+        collector = lag_exporter.LagCollector(
+            Settings(), topics=lambda: set(FAKE_LAGS), new_admin=lambda settings: object()
+        )
+        registry.register(collector)
         yield [sample for family in registry.collect() for sample in family.samples]
 
 
