@@ -8,7 +8,7 @@ PG     := bash deploy/postgres/pg.sh
 EVENTS ?= 5000
 
 .PHONY: install broker broker-stop postgres postgres-stop run demo test unit integration bench \
-	bench-store lint format clean
+	bench-store bench-backfill lint format clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11+"; exit 1; }
@@ -59,7 +59,6 @@ bench-store: install
 	$(BIN)/python benchmarks/store_upsert.py --url "$$($(PG) url)"
 
 # Backfill of 1M live keys from the central store: the router's peak RSS and time.
-.PHONY: bench-backfill
 bench-backfill: install
 	@bash deploy/with-broker.sh $(BIN)/python benchmarks/backfill_memory.py
 
