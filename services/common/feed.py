@@ -8,6 +8,7 @@ instead of carrying on under an older state.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import uuid
@@ -79,11 +80,15 @@ class FeedFollower(Generic[T]):
 
     def start(self) -> FeedFollower[T]:
         self._thread.start()
+        # A consumer still polling while the interpreter shuts down can crash it: stop first.
+        atexit.register(self.stop)
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+        atexit.unregister(self.stop)
 
     def changes(self) -> dict[str, Decoded]:
         """The latest value per key that arrived since the last call."""

@@ -85,10 +85,10 @@ def bus_topic_specs(settings: Settings) -> list[TopicSpec]:
 def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout_s: float = 30.0) -> None:
     """Create the topics that do not exist yet; existing ones are left as they are."""
     existing = set(admin.list_topics(timeout=timeout_s).topics)
+    by_name = {s.name: s for s in specs if s.name not in existing}  # asking twice is refused
     wanted = [
         NewTopic(s.name, num_partitions=s.partitions, replication_factor=1, config=s.config)
-        for s in specs
-        if s.name not in existing
+        for s in by_name.values()
     ]
     if not wanted:
         return
