@@ -100,10 +100,6 @@ class Router:
         source = self._sources.get(topic)
         return source.record if source else None
 
-    def knows(self, topic: str) -> bool:
-        """Whether the catalog decides about ``topic``: a resource, or a blocked record."""
-        return topic in self._sources or topic in self._blocked
-
     def add_grant(self, grant: Grant) -> Route:
         """Route ``grant`` with its resource's current schema; replaces a route of the same id.
 
