@@ -6,7 +6,8 @@ Makes N realistic changes of the three demo resources once (DemoFeed), then load
 fresh database two ways, in batches of the sink's size, one transaction per batch:
   upsert  CentralStore.apply: history (every change, JSON before/after) and current state
           (upsert by key, forward-only by source version) and the applied offsets
-  copy    COPY of each change's row (value and meta columns) into an unindexed table
+  copy    COPY of the same rows (each change's history row and current-state row, made by
+          the store's own functions) into tables of the same columns with no index
 Prints rows/s of both and their ratio; merges store_upsert_rows_per_s, store_copy_rows_per_s
 and store_ratio into benchmarks/results/latest.json (the other keys stay).
 """
@@ -31,7 +32,14 @@ from services.common.schemas import value_schema
 from services.common.settings import REPO_ROOT
 from services.common.store_tables import META_COLUMNS, source_version
 from services.ingest.demo_data import DemoFeed
-from services.sink.central_store import CentralStore, StoredChange
+from services.sink.central_store import (
+    HISTORY_COLUMNS,
+    CentralStore,
+    StoredChange,
+    current_row,
+    history_row,
+    value_fields,
+)
 
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "latest.json"
 PARTITIONS = 3
@@ -71,28 +79,33 @@ def batches(changes: list[StoredChange], size: int) -> Iterator[list[StoredChang
         yield changes[i : i + size]
 
 
-def run_upsert(url: str, records, changes, size: int) -> float:
-    store = CentralStore(url, records.values())
+def run_upsert(store: CentralStore, changes: list[StoredChange], size: int) -> float:
     started = time.perf_counter()
     for batch in batches(changes, size):
         positions = {(c.topic, c.partition): c.offset + 1 for c in batch}
         store.apply(batch, positions)
     took = time.perf_counter() - started
-    counts = store.counts()
-    assert sum(c["history"] for c in counts.values()) == len(changes)
-    store.close()
+    assert sum(c["history"] for c in store.counts().values()) == len(changes)
     return len(changes) / took
 
 
-def run_copy(url: str, records, changes, size: int) -> float:
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    columns = {}
-    with psycopg.connect(dsn) as conn:
-        for rid, record in records.items():
-            fields = [f["name"] for f in record.value_schema["fields"]]
-            columns[rid] = fields
-            names = ", ".join(f'"{f}" text' for f in [*fields, *META_COLUMNS])
-            conn.execute(f'CREATE TABLE "copy_{record.resource.code}" ({names})')
+def run_copy(store: CentralStore, changes: list[StoredChange], size: int) -> float:
+    """The same rows the store writes (a history row and a current-state row per change),
+    made by the same functions, COPY'd into tables of the same columns with no index."""
+    url = store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url) as conn:
+        plan = {}
+        for rid, tables in store.resources.items():
+            fields = value_fields(tables)
+            plan[rid] = (tables.entry.key_fields, fields)
+            for table, cols in (
+                (tables.history.name, HISTORY_COLUMNS),
+                (tables.current.name, [*fields, *META_COLUMNS]),
+            ):
+                names = ", ".join(f'"{c}"' for c in cols)
+                conn.execute(
+                    f'CREATE TABLE "copy_{table}" AS SELECT {names} FROM "{table}" WITH NO DATA'
+                )
         conn.commit()
         started = time.perf_counter()
         for batch in batches(changes, size):
@@ -101,15 +114,14 @@ def run_copy(url: str, records, changes, size: int) -> float:
                 by_resource.setdefault(c.resource, []).append(c)
             with conn.cursor() as cur:
                 for rid, group in by_resource.items():
-                    code = records[rid].resource.code
-                    with cur.copy(f'COPY "copy_{code}" FROM STDIN') as copy:
+                    keys, fields = plan[rid]
+                    tables = store.resources[rid]
+                    with cur.copy(f'COPY "copy_{tables.history.name}" FROM STDIN') as copy:
                         for c in group:
-                            row = c.row
-                            copy.write_row(
-                                [*(row.get(f) for f in columns[rid]), c.op, c.op == "d",
-                                 c.version, c.event_id, c.ts_ms, c.source_ts_ms, c.topic,
-                                 c.partition, c.offset]
-                            )  # fmt: skip
+                            copy.write_row(history_row(keys, c))
+                    with cur.copy(f'COPY "copy_{tables.current.name}" FROM STDIN') as copy:
+                        for c in group:
+                            copy.write_row(current_row(fields, c))
             conn.commit()
         took = time.perf_counter() - started
     return len(changes) / took
@@ -146,10 +158,12 @@ def main() -> None:
     changes = demo_changes(records, args.changes)
     url, drop = fresh_database(args.url)
     try:
-        print("copy (unindexed table) ...", flush=True)
-        copied = run_copy(url, records, changes, args.batch)
+        store = CentralStore(url, records.values())
+        print("copy (unindexed tables) ...", flush=True)
+        copied = run_copy(store, changes, args.batch)
         print("upsert (central store) ...", flush=True)
-        upserted = run_upsert(url, records, changes, args.batch)
+        upserted = run_upsert(store, changes, args.batch)
+        store.close()
     finally:
         drop()
     ratio = upserted / copied
@@ -163,7 +177,7 @@ def main() -> None:
             "store_measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         },
     )
-    print(f"\ncopy into an unindexed table    {copied:>10,.0f} rows/s")
+    print(f"\ncopy into unindexed tables      {copied:>10,.0f} rows/s")
     print(f"central store upsert            {upserted:>10,.0f} rows/s")
     print(f"ratio upsert / copy             {ratio:>10.3f}")
     print(f"written to {RESULTS.relative_to(REPO_ROOT)}")

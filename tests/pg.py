@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +36,8 @@ def pg_server_url() -> Iterator[str]:
     env = {
         **os.environ,
         "GOVBUS_PG_PORT": str(_free_port()),
-        "GOVBUS_PG_DIR": str(REPO_ROOT / ".govbus" / f"test-postgres-{uuid.uuid4().hex[:8]}"),
+        # Under the temp dir: the cluster's owner (postgres, when we are root) must reach it.
+        "GOVBUS_PG_DIR": str(Path(tempfile.gettempdir()) / f"govbus-test-pg-{uuid.uuid4().hex}"),
     }
     subprocess.run(["bash", str(PG_SH), "start"], env=env, check=True)
     try:

@@ -8,14 +8,22 @@
 #
 # Environment:
 #   GOVBUS_PG_PORT    TCP port on 127.0.0.1 (default 55432; only TCP, no Unix socket)
-#   GOVBUS_PG_DIR     cluster dir: data, log, pid (default <repo>/.govbus/postgres)
+#   GOVBUS_PG_DIR     cluster dir: data, log, pid (default <repo>/.govbus/postgres; as root,
+#                     when the repo is closed to the postgres user, /var/tmp/govbus-postgres-*)
 #   GOVBUS_PG_WAIT_S  readiness deadline for start/wait, seconds (default 30)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 PORT="${GOVBUS_PG_PORT:-55432}"
-DIR="$(realpath -m "${GOVBUS_PG_DIR:-$REPO/.govbus/postgres}")"
+default_dir() {
+  if [[ "$(id -u)" == 0 ]] && ! runuser -u postgres -- test -x "$REPO" 2>/dev/null; then
+    echo "/var/tmp/govbus-postgres-$(echo "$REPO" | sha1sum | cut -c1-8)"
+  else
+    echo "$REPO/.govbus/postgres"
+  fi
+}
+DIR="$(realpath -m "${GOVBUS_PG_DIR:-$(default_dir)}")"
 WAIT_S="${GOVBUS_PG_WAIT_S:-30}"
 DATA="$DIR/data"
 LOGFILE="$DIR/postgres.log"
@@ -47,7 +55,7 @@ cmd_install() {
 # Run a server command as the cluster's owner: `postgres` when we are root, else ourselves.
 as_owner() {
   if [[ "$(id -u)" == 0 ]]; then
-    runuser -u postgres -- "$@"
+    (cd / && runuser -u postgres -- "$@")  # from /, which postgres may enter: paths are absolute
   else
     "$@"
   fi

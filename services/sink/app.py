@@ -12,6 +12,7 @@ its reason; none is dropped with its offset committed.
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import time
 
@@ -29,7 +30,7 @@ from services.common.registry_client import make_registry_client
 from services.common.schemas import envelope_schema, source_schema
 from services.common.serde import AvroCodec, DecodeError, ReaderSchema
 from services.common.settings import Settings, load_settings
-from services.common.topics import CATALOG, parse_source_topic
+from services.common.topics import CATALOG, parse_source_topic, source_topic
 from services.sink.central_store import CentralStore, StoredChange
 from services.sink.validate import Poison, stored_change
 
@@ -48,6 +49,7 @@ class StoreSink:
         catalog: FeedFollower[CatalogRecord],
         source: dict,
         metrics: BusMetrics,
+        pattern: str,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
@@ -56,8 +58,10 @@ class StoreSink:
         self._catalog = catalog
         self._source = source
         self._metrics = metrics
+        self._pattern = re.compile(pattern)  # the source topics this sink stores
         self.view = CatalogView()
         self._readers: dict[str, ReaderSchema] = {}
+        self._writers: dict[str, set[int]] = {}  # writer schema ids seen per resource
         self._broken: dict[str, str] = {}  # resource id -> why its tables cannot follow it
         self._caught_up = False  # the catalog was read to its end during this batch
         self.stopping = False
@@ -66,16 +70,16 @@ class StoreSink:
     def store(self) -> CentralStore:
         return self._store
 
-    def subscribe(self, pattern: str) -> None:
-        self._consumer.subscribe([pattern])
+    def subscribe(self) -> None:
+        self._consumer.subscribe([self._pattern.pattern])
 
     def close(self) -> None:
         self._consumer.close()
         self._catalog.stop()
         self._store.close()
 
-    def run(self, pattern: str, batch_size: int) -> None:
-        self.subscribe(pattern)
+    def run(self, batch_size: int) -> None:
+        self.subscribe()
         try:
             while not self.stopping:
                 self.step(batch_size, timeout_s=0.5)
@@ -90,9 +94,13 @@ class StoreSink:
             self._broken.pop(rid, None)
             record = self.view.get(rid)
             if record is None:
-                if rid in self.view.blocked:
+                names = rid.split(".", 1)
+                topic = source_topic(*names) if len(names) == 2 else rid
+                if rid in self.view.blocked and self._pattern.match(topic):
                     log.error("resource %s blocked: %s", rid, self.view.blocked[rid])
                 continue
+            if not self._pattern.match(record.topic):
+                continue  # not a topic this sink reads: no tables for it
             try:
                 self._store.ensure(record)
             except OperationalError:
@@ -152,15 +160,19 @@ class StoreSink:
         self._metrics.batch_size.labels(STAGE).observe(len(messages))
         return len(messages)
 
-    def _record(self, topic: str) -> CatalogRecord:
-        record = self.view.by_topic(topic)
-        if record is None and not self._caught_up:
-            # The catalog record precedes a new resource's first event on the bus, but our
-            # follower may not have read it yet: catch up (once a batch) before calling it
-            # unknown.
+    def _catch_up(self) -> None:
+        """Read the catalog to its end now (once a batch): a resource's record, or its new
+        schema version, is on ``govbus.catalog`` before the first event that needs it, but
+        our follower may not have read it yet."""
+        if not self._caught_up:
             self._caught_up = True
             self._catalog.wait_caught_up(CATCH_UP_S)
             self.follow_catalog()
+
+    def _record(self, topic: str) -> CatalogRecord:
+        record = self.view.by_topic(topic)
+        if record is None:
+            self._catch_up()
             record = self.view.by_topic(topic)
         if record is None:
             names = parse_source_topic(topic)
@@ -174,10 +186,18 @@ class StoreSink:
         return record
 
     def _change(self, msg: Message) -> StoredChange:
-        record = self._record(msg.topic())
-        rid = record.resource_id
-        self._metrics.events_in.labels(STAGE, rid).inc()
         try:
+            writer = self._codec.schema_id_of(msg.value())
+            record = self._record(msg.topic())
+            seen = self._writers.setdefault(record.resource_id, set())
+            if writer not in seen:
+                # A writer schema new to us may be a version our view has not read yet:
+                # read with an older reader, a new field would be lost, a widened one fail.
+                self._catch_up()
+                record = self._record(msg.topic())
+                seen.add(writer)
+            rid = record.resource_id
+            self._metrics.events_in.labels(STAGE, rid).inc()
             event = self._codec.decode(msg.value(), self._readers[rid])
         except DecodeError as exc:
             raise Poison(exc.reason, exc.detail) from exc
@@ -217,6 +237,7 @@ def build_sink(settings: Settings, metrics: BusMetrics) -> StoreSink:
         catalog,
         source_schema(settings.schemas_dir),
         metrics,
+        settings.source_pattern,
     )
     sink.follow_catalog()
     return sink
@@ -237,4 +258,4 @@ def main() -> None:
     signal.signal(signal.SIGINT, stop)
     store = settings.printable_url(settings.central_store_url)
     log.info("central-store sink up: %s, metrics on :%d", store, port)
-    sink.run(settings.source_pattern, settings.batch_size)
+    sink.run(settings.batch_size)

@@ -10,15 +10,26 @@ Rows are tuples in the order of ``columns``; JSON columns take already serialise
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Engine, Table, event
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 # Bound parameters per statement: SQLite allows 32766.
 MAX_PARAMS = 30_000
+STAGES = "govbus_stages"  # staging tables made on a connection, in its info
+
+
+def forget_stages_on_rollback(engine: Engine) -> None:
+    """A rollback undoes the staging tables its transaction made: forget them too."""
+
+    def forget(conn: Connection) -> None:
+        conn.connection.info.pop(STAGES, None)
+
+    event.listen(engine, "rollback", forget)
 
 
 def insert_rows(
@@ -43,32 +54,51 @@ def insert_rows(
             f"ON CONFLICT ({', '.join(quote(c) for c in conflict)}) DO UPDATE SET {sets} "
             f"WHERE {target}.{version} < excluded.{version}"
         )
-    if conn.dialect.name == "postgresql":
-        return _copy_merge(conn, target, cols, rows, on_conflict)
-    return _values(conn, target, cols, len(columns), rows, on_conflict)
+    if conn.dialect.name != "postgresql":
+        return _values(conn, target, cols, len(columns), rows, on_conflict)
+    if forward_only_by is None:
+        # New rows are the rule here (history: a replay is rare), so COPY straight into the
+        # target; a conflict undoes just that COPY, and the rows go the merging way.
+        savepoint = conn.begin_nested()
+        try:
+            _copy(conn, target, cols, rows)
+            savepoint.commit()
+            return len(rows)
+        except IntegrityError:
+            savepoint.rollback()
+    return _copy_merge(conn, target, cols, rows, on_conflict)
 
 
-def _copy_merge(conn: Connection, target: str, cols: str, rows, on_conflict: str) -> int:
+def _copy(conn: Connection, table: str, cols: str, rows) -> None:
     import psycopg  # only where PostgreSQL runs
 
-    # Same column types as the target, no indexes or constraints; gone at commit.
-    conn.exec_driver_sql("DROP TABLE IF EXISTS govbus_stage")
-    conn.exec_driver_sql(
-        f"CREATE TEMPORARY TABLE govbus_stage ON COMMIT DROP AS "
-        f"SELECT {cols} FROM {target} WITH NO DATA"
-    )
-    copy_sql = f"COPY govbus_stage ({cols}) FROM STDIN"
+    copy_sql = f"COPY {table} ({cols}) FROM STDIN"
     cursor = conn.connection.driver_connection.cursor()  # psycopg, inside our transaction
     try:
         with cursor.copy(copy_sql) as copy:
             for row in rows:
                 copy.write_row(row)
     except psycopg.Error as exc:
-        # As SQLAlchemy raises it (DataError, OperationalError ...): one kind for callers.
+        # As SQLAlchemy raises it (IntegrityError, DataError ...): one kind for callers.
         raise DBAPIError.instance(copy_sql, None, exc, psycopg.Error) from exc
     finally:
         cursor.close()
-    merge = f"INSERT INTO {target} ({cols}) SELECT {cols} FROM govbus_stage {on_conflict}"
+
+
+def _copy_merge(conn: Connection, target: str, cols: str, rows, on_conflict: str) -> int:
+    # A staging table per target and column list, made once per connection: same column
+    # types as the target, no indexes or constraints, emptied at each commit. A new column
+    # list (the target was altered) makes a new one.
+    stage = f"govbus_stage_{zlib.crc32(f'{target} {cols}'.encode()):08x}"
+    made = conn.connection.info.setdefault(STAGES, set())
+    if stage not in made:
+        conn.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "
+            f"SELECT {cols} FROM {target} WITH NO DATA"
+        )
+        made.add(stage)
+    _copy(conn, stage, cols, rows)
+    merge = f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage} {on_conflict}"
     return conn.exec_driver_sql(merge).rowcount
 
 

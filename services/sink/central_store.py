@@ -32,7 +32,7 @@ from services.common.store_tables import (
     resource_tables,
 )
 from services.common.topics import CATALOG
-from services.sink.bulk import insert_rows
+from services.sink.bulk import forget_stages_on_rollback, insert_rows
 from services.sink.store_schema import migrate
 
 HISTORY_COLUMNS = (
@@ -81,9 +81,50 @@ def _insert(engine: Engine, table: Table):
     return insert(table)
 
 
+def value_fields(tables: ResourceTables) -> list[str]:
+    """Value columns of the current table, those of removed fields too (see store_schema):
+    a row written now has them NULL."""
+    return [c.name for c in tables.current.columns if c.name not in META_COLUMNS]
+
+
+def history_row(key_fields: Sequence[str], c: StoredChange) -> tuple[Any, ...]:
+    """A change as a row of HISTORY_COLUMNS."""
+    return (
+        c.event_id,
+        _json({k: c.row[k] for k in key_fields}),
+        c.op,
+        None if c.before is None else _json(c.before),
+        None if c.after is None else _json(c.after),
+        c.ts_ms,
+        c.source_ts_ms,
+        c.version,
+        c.topic,
+        c.partition,
+        c.offset,
+    )
+
+
+def current_row(fields: Sequence[str], c: StoredChange) -> tuple[Any, ...]:
+    """A change as a row of the current table: ``fields`` then META_COLUMNS."""
+    row = c.row
+    return (
+        *[row.get(f) for f in fields],
+        c.op,
+        c.op == "d",
+        c.version,
+        c.event_id,
+        c.ts_ms,
+        c.source_ts_ms,
+        c.topic,
+        c.partition,
+        c.offset,
+    )
+
+
 class CentralStore:
     def __init__(self, url: str, records: Iterable[CatalogRecord] = ()) -> None:
         self.engine = build_engine(url)
+        forget_stages_on_rollback(self.engine)
         self.resources: dict[str, ResourceTables] = {}
         self._positions = positions_table()
         self._positions.metadata.create_all(self.engine)
@@ -125,22 +166,7 @@ class CentralStore:
 
     def _insert_history(self, conn: Connection, tables: ResourceTables, batch) -> int:
         keys = tables.entry.key_fields
-        rows = [
-            (
-                c.event_id,
-                _json({k: c.row[k] for k in keys}),
-                c.op,
-                None if c.before is None else _json(c.before),
-                None if c.after is None else _json(c.after),
-                c.ts_ms,
-                c.source_ts_ms,
-                c.version,
-                c.topic,
-                c.partition,
-                c.offset,
-            )
-            for c in batch
-        ]
+        rows = [history_row(keys, c) for c in batch]
         return insert_rows(conn, tables.history, HISTORY_COLUMNS, rows, ["event_id"])
 
     def _upsert_current(self, conn: Connection, tables: ResourceTables, batch) -> None:
@@ -151,23 +177,8 @@ class CentralStore:
             held = latest.get(key)
             if held is None or held.version <= change.version:
                 latest[key] = change
-        # Columns of removed fields too (see store_schema): a row written now has them NULL.
-        fields = [c.name for c in tables.current.columns if c.name not in META_COLUMNS]
-        rows = [
-            (
-                *(c.row.get(f) for f in fields),
-                c.op,
-                c.op == "d",
-                c.version,
-                c.event_id,
-                c.ts_ms,
-                c.source_ts_ms,
-                c.topic,
-                c.partition,
-                c.offset,
-            )
-            for c in latest.values()
-        ]
+        fields = value_fields(tables)
+        rows = [current_row(fields, c) for c in latest.values()]
         # Only move forward: a replayed older change never overwrites a newer one.
         columns = [*fields, *META_COLUMNS]
         insert_rows(conn, tables.current, columns, rows, keys, forward_only_by="_version")

@@ -128,6 +128,10 @@ def test_applied_offsets_commit_with_the_batch_or_not_at_all(store):
         )
     assert store.applied_offsets(TOPIC) == {0: 1, 2: 7}
     assert store.counts()[RESIDENTS]["history"] == 1
+    # The store goes on after a failed batch (what that batch made is gone with it).
+    store.apply([change("u", 7, after=resident(name="再来"))], {(TOPIC, 0): 4})
+    assert store.applied_offsets(TOPIC) == {0: 4, 2: 7}
+    assert current(store)[0]["name"] == "再来"
 
 
 def test_many_rows_go_in_few_statements(store):
@@ -189,3 +193,11 @@ def test_store_survives_reopening(store_url):
 def test_source_version_orders_as_the_source(earlier, later):
     assert source_version(earlier) < source_version(later)
     assert source_version("x:007") == source_version("x:7")
+
+
+def test_a_failed_first_batch_leaves_the_store_usable(store):
+    # Anything the failed transaction made (PostgreSQL's staging tables) is gone with it.
+    with pytest.raises(IntegrityError):
+        store.apply([change("c", 1, after=resident(id_number=None))])
+    store.apply([change("c", 2, after=resident())], {(TOPIC, 1): 1})
+    assert store.counts()[RESIDENTS] == {"live": 1, "deleted": 0, "history": 1}
