@@ -233,6 +233,7 @@ def test_a_new_field_reaches_a_consumer_only_under_an_amended_grant_naming_it(bu
     resource = _resource(bus, record)
     publish(s, demo_changes(bus.tag, 50, seed=51))
     bus.start("router")
+    bus.start("sink")  # an activation backfills from the central store
 
     evolved = _evolved(resource)
     publish_records(s, resources=[evolved])
