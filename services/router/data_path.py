@@ -86,8 +86,11 @@ class DataPath:
         catalog: FeedFollower[CatalogRecord],
         grants: FeedFollower[GrantRecord],
         backfills: Callable[[], Backfills],
+        committed: Callable[[list[Partition]], dict[Partition, int]] | None = None,
     ) -> None:
         self._settings = settings
+        # The router group's committed offsets, for backfill seams (injected in unit tests).
+        self._committed = committed or (lambda parts: committed_offsets(settings, parts))
         self._consumer = consumer
         self._router = router
         self._sync = sync
@@ -172,7 +175,14 @@ class DataPath:
         today = dt.date.today()
         for record, route in self._sync.pending_backfills(today, self.backfills.done_ids()):
             topic = self._router.source_topic_of(record.grant.id)
-            at = self._seam(topic)
+            try:
+                at = self._seam(topic)
+            except KafkaException as exc:
+                # The group coordinator may be busy (a member just died): ask again next round.
+                log.warning(
+                    "grant %s: seam not known yet (%s); backfill deferred", record.grant.id, exc
+                )
+                continue
             log.info(
                 "grant %s: backfill %s from the seam %s", record.grant.id, record.backfill_id, at
             )
@@ -183,8 +193,7 @@ class DataPath:
         """Per partition: routed here, else the group's committed offset, else the start."""
         metadata = self._consumer.list_topics(topic, timeout=10).topics[topic]
         partitions = [(topic, p) for p in sorted(metadata.partitions)]
-        found = self._consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=10)
-        committed = {(tp.topic, tp.partition): tp.offset for tp in found}
+        committed = self._committed(partitions)
         return seam(partitions, self.forwarder.positions, committed)
 
     def route(self, batch: list[RawMessage]) -> None:
@@ -240,3 +249,16 @@ class DataPath:
         for tp in partitions:
             self._pending.pop((tp.topic, tp.partition), None)
             self.forwarder.positions.pop((tp.topic, tp.partition), None)
+
+
+def committed_offsets(settings: Settings, partitions: list[Partition]) -> dict[Partition, int]:
+    """The router group's committed offsets (negative: none), asked by a consumer of its own:
+    the data path's consumer may be joining the group, and its requests wait for the join."""
+    probe = Consumer(
+        settings.kafka_config(**{"group.id": settings.router_group, "enable.auto.commit": False})
+    )
+    try:
+        found = probe.committed([TopicPartition(t, p) for t, p in partitions], timeout=15)
+        return {(tp.topic, tp.partition): tp.offset for tp in found}
+    finally:
+        probe.close()

@@ -202,6 +202,7 @@ def test_activated_with_the_broker_stopped_a_grant_delivers_once_it_is_back(regi
 
             wait_until(on_bus, 60, "the catalog on govbus.catalog")
             bus.start("router")
+            bus.start("sink")  # the activation backfills from the central store
             publish(bus.settings, demo_changes(bus.tag, 200, seed=21))
             hrss = govbus(
                 env, ADMIN_TOKEN, "user", "add", "hrss-liu", "--department", provider,

@@ -6,10 +6,10 @@ import signal
 import threading
 import time
 
-from services.common.config_files import load_catalog
 from services.sink.central_store import CentralStore
 from tests.integration.conftest import wait_until
 from tests.integration.flow import (
+    catalog_records,
     decode_all,
     demo_changes,
     expected,
@@ -59,8 +59,12 @@ def test_kill_router_and_sink_mid_stream_then_restart(bus):
         got = [v["event_id"] for _, v in decode_all(s, read_topics(s, [topic]))]
         assert want <= set(got), f"{topic}: {len(want - set(got))} deliveries lost"
 
-    catalog = load_catalog(s.catalog_dir, s.schemas_dir)
-    store = CentralStore(s.central_store_url, catalog.values(), s.schemas_dir)
+    catalog = {
+        rid: r.resource
+        for rid, r in catalog_records(s).items()
+        if r.resource.provider.endswith(bus.tag)  # this test's resources only
+    }
+    store = CentralStore(s.central_store_url, [catalog_records(s)[rid] for rid in catalog])
     counts = store.counts()
     assert sum(c["history"] for c in counts.values()) == EVENTS  # each change exactly once
     for resource in {p.change.resource for p in published}:

@@ -83,6 +83,7 @@ def test_activation_backfills_the_current_state_then_live_changes_without_gap_or
     changes = demo_changes(bus.tag, 1600, seed=31)
     publish(s, changes[:1000])  # before the grant exists: the consumer gets none of these live
     bus.start("router")
+    bus.start("sink")  # an activation backfills from the central store
     wait_drained_router(bus)
 
     base = _record(bus, "mca-resident-population")

@@ -68,9 +68,6 @@ class FakeConsumer:
     def commit(self, offsets=None, asynchronous=True):
         self.commits.append({(tp.topic, tp.partition): tp.offset for tp in offsets})
 
-    def committed(self, partitions, timeout=None):
-        return [TopicPartition(tp.topic, tp.partition, -1001) for tp in partitions]
-
     def list_topics(self, topic=None, timeout=None):
         meta = SimpleNamespace(partitions={p: None for p in range(self._partitions)})
         return SimpleNamespace(topics={topic: meta})

@@ -96,6 +96,7 @@ class Rig:
             self.catalog,
             self.grants,
             lambda: self.backfills,
+            committed=lambda parts: dict.fromkeys(parts, -1001),  # nothing committed yet
         )
         entry = catalog()[RESIDENTS]
         self.encode = self.codec.encoder(
