@@ -245,6 +245,7 @@ def main() -> None:
     tag = uuid.uuid4().hex[:6]
     work = Path(tempfile.mkdtemp(prefix="govbus-bench-"))
     bootstrap = os.environ.get("GOVBUS_KAFKA_BOOTSTRAP", "localhost:9092")
+    feeds: tuple[list[CatalogRecord], list[GrantRecord]] | None = None
     try:
         bench_config(tag, work / "config")
         values = {
@@ -260,6 +261,12 @@ def main() -> None:
         settings = Settings(**values)
         env = {k: v for k, v in os.environ.items() if not k.startswith("GOVBUS_")}
         env.update({f"GOVBUS_{k.upper()}": v for k, v in values.items()})
+        # Ingest and the router follow govbus.catalog and govbus.grants: the bench resource and
+        # grant are published there first (ingest dead-letters a resource it does not know),
+        # and taken off after the run. The router group is new and the grant is active before
+        # the router starts, so the activation backfill (from an empty store) is empty.
+        feeds = bench_records(settings)
+        publish_feeds(settings, *feeds)
         print(f"loading {n} resident-population change events ...", flush=True)
         source = load_events(settings, tag, n)
         passthrough_copy = f"{source}.passthrough"
@@ -269,15 +276,7 @@ def main() -> None:
         print("passthrough ...", flush=True)
         passthrough = run_passthrough(settings, passthrough_copy, f"bench.out.{tag}", n)
         print("router ...", flush=True)
-        # The router follows govbus.catalog and govbus.grants: the bench resource and grant are
-        # published there, and taken off after the run. Its router group is new and the grant
-        # is active before the router starts, so the activation backfill is empty.
-        resources, grants = bench_records(settings)
-        publish_feeds(settings, resources, grants)
-        try:
-            router = run_router(settings, env, n, delivery, work / "router.log")
-        finally:
-            publish_feeds(settings, resources, grants, remove=True)
+        router = run_router(settings, env, n, delivery, work / "router.log")
         result = {
             "events": n,
             "router_events_per_s": round(router),
@@ -292,6 +291,8 @@ def main() -> None:
         print(f"ratio router / passthrough      {router / passthrough:>10.3f}")
         print(f"written to {RESULTS.relative_to(REPO)}")
     finally:
+        if feeds is not None:
+            publish_feeds(settings, *feeds, remove=True)
         _delete_topics(bootstrap, tag)
         shutil.rmtree(work, ignore_errors=True)
 

@@ -17,6 +17,7 @@ class DeadLetter:
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None
+    grant: str | None = None  # the one grant whose delivery failed; None: the whole event
 
     def headers(self) -> list[tuple[str, bytes]]:
         pairs = {
@@ -26,6 +27,7 @@ class DeadLetter:
             "govbus.source.topic": self.topic,
             "govbus.source.partition": self.partition,
             "govbus.source.offset": self.offset,
+            "govbus.grant": self.grant,
         }
         return [(k, str(v).encode()) for k, v in pairs.items() if v is not None]
 

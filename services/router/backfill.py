@@ -127,6 +127,7 @@ def snapshot_dead_letter(
         topic,
         partition,
         offset,
+        grant_id,
     )
 
 

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Producer
@@ -24,7 +25,13 @@ from services.common.dead_letter import DeadLetter, produce_dead_letter
 from services.common.metrics import BusMetrics
 from services.common.plan import DeliveryPlan
 from services.common.topics import AUDIT
-from services.router.routing import STAGE, Output, RawMessage, Router
+from services.router.routing import (
+    GRANT_FAILURES,
+    STAGE,
+    RawMessage,
+    Router,
+    grant_dead_letter,
+)
 
 AUDIT_CHUNK = 500
 Share = tuple[str, dict[str, Any]]  # (event id, record key as delivered)
@@ -132,43 +139,63 @@ class BatchForwarder:
         routed: Counter[str] = Counter()
         dead: Counter[str] = Counter()
         delivered: Counter[DeliveryPlan] = Counter()
-        shares: dict[DeliveryPlan, list[Share]] = {}
-        gates = {}  # grant id -> its backfill's gate, resolved once per batch
+        failed: Counter[DeliveryPlan] = Counter()
+        routes_of = self._router.live_routes(today)  # resolved once per batch
+        # Per live route: its plan, fused step, delivery topic, backfill gate and audit shares.
+        lanes = {
+            topic: [
+                (r.plan, r.deliver, r.plan.topic, self._gate_of(r.plan.grant.id), [])
+                for r in routes
+            ]
+            for topic, routes in routes_of.items()
+        }
+        produce = self._writer.produce
         for msg, event in zip(batch, decoded, strict=True):
-            seen[msg.topic] += 1
-            self.positions[(msg.topic, msg.partition)] = msg.offset + 1
-            result = (
-                event
-                if isinstance(event, DeadLetter)
-                else self._router.route_event(msg, event, today)
-            )
-            if isinstance(result, DeadLetter):
-                self._writer.dead_letter(result)
-                dead[result.reason] += 1
+            topic = msg.topic
+            seen[topic] += 1
+            self.positions[(topic, msg.partition)] = msg.offset + 1
+            if isinstance(event, DeadLetter):
+                self._writer.dead_letter(event)
+                dead[event.reason] += 1
                 continue
-            routed[msg.topic] += 1
-            for out in result:
-                grant_id = out.plan.grant.id
-                if grant_id not in gates:
-                    gates[grant_id] = self._gate_of(grant_id)
-                self._emit(out, gates[grant_id])
-                delivered[out.plan] += 1
-                shares.setdefault(out.plan, []).append((out.event_id, out.record_key))
-        for plan, deliveries in shares.items():
-            self._writer.audit(plan, deliveries)
+            routed[topic] += 1
+            event_id = event["event_id"]
+            for plan, deliver, out_topic, gate, shares in lanes.get(topic, ()):
+                try:
+                    done = deliver(event)
+                except GRANT_FAILURES as exc:  # this grant's delivery only; the others go on
+                    letter = grant_dead_letter(msg, plan, exc)
+                    self._writer.dead_letter(letter)
+                    dead[letter.reason] += 1
+                    failed[plan] += 1
+                    continue
+                if done is None:  # held back by the row filter
+                    continue
+                key, value, record_key = done
+                if gate is None:
+                    produce(out_topic, value, key)
+                else:
+                    # A backfill of this grant is running: the gate orders this key's live
+                    # record after the key's snapshot (keyed by the key as delivered).
+                    gate.live(key, partial(produce, out_topic, value, key))
+                delivered[plan] += 1
+                shares.append((event_id, record_key))
+        for topic_lanes in lanes.values():
+            for plan, _, _, _, shares in topic_lanes:
+                if shares:
+                    self._writer.audit(plan, shares)
         self._writer.poll()
-        self._count(today, seen, routed, dead, delivered)
+        self._count(today, seen, routed, dead, delivered, failed)
 
-    def _emit(self, out: Output, gate: KeyGate | None) -> None:
-        topic, value, key = out.plan.topic, out.value, out.key
-        if gate is None:
-            self._writer.produce(topic, value, key)
-        else:
-            # A backfill of this grant is running: the gate orders this key's live record
-            # after the key's snapshot (keyed by the key as delivered).
-            gate.live(key, lambda: self._writer.produce(topic, value, key))
-
-    def _count(self, today, seen: Counter, routed: Counter, dead: Counter, delivered: Counter):
+    def _count(
+        self,
+        today: dt.date,
+        seen: Counter,
+        routed: Counter,
+        dead: Counter,
+        delivered: Counter,
+        failed: Counter,
+    ) -> None:
         # Counted once per batch: label lookups per record would cost more than the routing.
         m = self.metrics
         for topic, n in seen.items():
@@ -183,7 +210,8 @@ class BatchForwarder:
             resource = self._router.resource_of(topic)
             m.grants_live.labels(resource).set(len(plans))
             for plan in plans:
-                # Every routed event either reached a live grant or its row filter held it back.
-                held_back = routed[topic] - delivered[plan]
+                # Every routed event reached a live grant, was dead-lettered for it, or its row
+                # filter held it back.
+                held_back = routed[topic] - delivered[plan] - failed[plan]
                 if held_back:
                     m.filtered_out.labels(plan.grant.consumer, plan.grant.resource).inc(held_back)

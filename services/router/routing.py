@@ -1,6 +1,8 @@
 """Route one raw change event: decode once, then plan, mask and encode it for every live grant.
 
-Nothing here touches Kafka; the outcome is either the outputs to produce or a dead letter.
+Nothing here touches Kafka; the outcome is the outputs to produce, or a dead letter for the
+event. A grant that fails on an event (masking, a missing field, encoding) costs only its own
+delivery: that one is dead-lettered naming the grant, and every other grant gets the event.
 Each event is read with its resource's current envelope schema as the reader schema, so any
 change the registry accepts (a field added or removed, int widened to long, an enum symbol
 added) reads old and new events alike.
@@ -15,10 +17,11 @@ from typing import Any
 from services.common.catalog import CatalogEntry, Grant
 from services.common.catalog_feed import CatalogRecord
 from services.common.dead_letter import DeadLetter
-from services.common.plan import Delivery, DeliveryPlan, compile_plan, plan_delivery
+from services.common.plan import Delivery, DeliveryPlan, compile_plan
 from services.common.schemas import OPS, envelope_schema
-from services.common.serde import AvroCodec, DecodeError, EncodeError, Encoder, ReaderSchema
+from services.common.serde import AvroCodec, DecodeError, Encoder, ReaderSchema
 from services.common.topics import key_subject, parse_source_topic, value_subject
+from services.router.fused import Fused, fuse
 
 STAGE = "router"
 
@@ -46,6 +49,7 @@ class Route:
     plan: DeliveryPlan
     encode_key: Encoder
     encode_value: Encoder
+    deliver: Fused  # plan_delivery and both encoders in one step, for the data path's thread
 
 
 @dataclass
@@ -113,11 +117,9 @@ class Router:
             raise KeyError(f"grant {grant.id}: no catalog record for {grant.resource}")
         entry = source.record.resource
         plan = compile_plan(grant, entry, source.record.value_schema, self._secret)
-        route = Route(
-            plan,
-            self._codec.encoder(key_subject(plan.topic), plan.key_schema),
-            self._codec.encoder(value_subject(plan.topic), plan.value_schema),
-        )
+        encode_key = self._codec.encoder(key_subject(plan.topic), plan.key_schema)
+        encode_value = self._codec.encoder(value_subject(plan.topic), plan.value_schema)
+        route = Route(plan, encode_key, encode_value, fuse(plan, encode_key, encode_value))
         self.remove_grant(grant.id)
         source.routes.append(route)
         self._topic_of_grant[grant.id] = entry.topic
@@ -149,6 +151,13 @@ class Router:
         """Live plans per source topic."""
         return {
             topic: [r.plan for r in s.routes if r.plan.grant.is_live(today)]
+            for topic, s in self._sources.items()
+        }
+
+    def live_routes(self, today: dt.date) -> dict[str, list[Route]]:
+        """Live routes per source topic: resolved once per batch, not per event."""
+        return {
+            topic: [r for r in s.routes if r.plan.grant.is_live(today)]
             for topic, s in self._sources.items()
         }
 
@@ -188,7 +197,7 @@ class Router:
             delivery.key,
         )
 
-    def route(self, msg: RawMessage, today: dt.date) -> list[Output] | DeadLetter:
+    def route(self, msg: RawMessage, today: dt.date) -> list[Output | DeadLetter] | DeadLetter:
         event = self.decode_event(msg)
         if isinstance(event, DeadLetter):
             return event
@@ -196,20 +205,21 @@ class Router:
 
     def route_event(
         self, msg: RawMessage, event: dict[str, Any], today: dt.date
-    ) -> list[Output] | DeadLetter:
-        """The outputs of a decoded event for every live grant on its topic."""
-        outputs = []
+    ) -> list[Output | DeadLetter]:
+        """The outputs of a decoded event for every live grant on its topic, and a dead letter
+        for each grant that failed on it. (The data path runs the same steps inline.)"""
+        outputs: list[Output | DeadLetter] = []
         for route in self._sources[msg.topic].routes:
             if not route.plan.grant.is_live(today):
                 continue
             try:
-                delivery = plan_delivery(route.plan, event)
-                if delivery is not None:
-                    outputs.append(self.output(route, delivery))
-            except KeyError as exc:
-                return self._dead(msg, "missing_field", f"record lacks field {exc}")
-            except (ValueError, EncodeError) as exc:  # MaskingError is a ValueError
-                return self._dead(msg, "masking_failed", f"grant {route.plan.grant.id}: {exc}")
+                done = route.deliver(event)
+            except GRANT_FAILURES as exc:
+                outputs.append(grant_dead_letter(msg, route.plan, exc))
+                continue
+            if done is not None:
+                key, value, record_key = done
+                outputs.append(Output(route.plan, key, value, event["event_id"], record_key))
         return outputs
 
     @staticmethod
@@ -217,6 +227,23 @@ class Router:
         return DeadLetter(
             STAGE, reason, detail, msg.key, msg.value, msg.topic, msg.partition, msg.offset
         )
+
+
+# What one grant's delivery can raise; MaskingError and EncodeError are ValueErrors.
+GRANT_FAILURES = (KeyError, ValueError)
+
+
+def grant_dead_letter(msg: RawMessage, plan: DeliveryPlan, exc: Exception) -> DeadLetter:
+    """The dead letter of one grant's delivery of ``msg``: the event's own bytes, the grant named
+    in the headers and the detail, so the provider or the authority can mend it for that grant."""
+    g = plan.grant.id
+    if isinstance(exc, KeyError):
+        reason, detail = "missing_field", f"grant {g}: record lacks field {exc}"
+    else:
+        reason, detail = "masking_failed", f"grant {g}: {exc}"
+    return DeadLetter(
+        STAGE, reason, detail, msg.key, msg.value, msg.topic, msg.partition, msg.offset, g
+    )
 
 
 def _envelope_problem(event: Any, entry: CatalogEntry) -> str | None:

@@ -145,5 +145,6 @@ def test_a_failed_snapshot_is_a_dead_letter_naming_the_grant_and_the_stored_chan
     assert letter.key == b'{"id_number": "x"}'
     assert json.loads(letter.value) == change
     assert (letter.topic, letter.partition, letter.offset) == ("t", 2, 41)
+    assert dict(letter.headers())["govbus.grant"] == b"g-1"
     assert snapshot_failure(KeyError("gender")) == ("missing_field", "record lacks field 'gender'")
     assert snapshot_failure(EncodeError("schema_mismatch", "bad"))[0] == "schema_mismatch"

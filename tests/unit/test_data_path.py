@@ -203,3 +203,33 @@ def test_live_outputs_of_a_grant_being_backfilled_pass_its_gate_by_delivered_key
     delivered = [s for s in rig.producer.sent if s["topic"] == MCA_TOPIC]
     assert len(delivered) == 2
     assert gate.keys == [s["key"] for s in delivered]
+
+
+def test_one_grants_failure_costs_only_its_delivery_and_the_batch_goes_on(monkeypatch):
+    """mca cannot generalize this birth date: its delivery is dead-lettered naming the grant,
+    edu still gets the event, and the events around it reach both."""
+    monkeypatch.setattr(data_path, "CHECKPOINT_EVENTS", 1)
+    rig = Rig([])
+    odd = envelope("c", after=resident(birth_date="2015年3月2日"))
+    batch = rig.events(0, range(0, 2)) + [FakeMessage(TOPIC, 0, 2, b"k", rig.encode(odd))]
+    batch += rig.events(0, range(3, 4))
+    rig.consumer._steps = [batch]
+    rig.path.run(rig.stop)
+    everyone = ids(rig, batch)
+    assert rig.delivered("deliver.edu.resident_population") == everyone
+    assert rig.delivered(MCA_TOPIC) == everyone[:2] + everyone[3:]
+    (letter,) = [header_map(s["headers"]) for s in rig.producer.sent if s["topic"] == DLQ]
+    assert letter["govbus.grant"] == MCA
+    assert letter["govbus.reason"] == "masking_failed" and MCA in letter["govbus.detail"]
+    assert letter["govbus.source.offset"] == "2"
+    assert rig.consumer.commits == [{(TOPIC, 0): 4}]
+    metrics = rig.path.forwarder.metrics.registry
+
+    def sample(name, **labels):
+        return metrics.get_sample_value(name, labels)
+
+    assert sample("govbus_events_out_total", consumer="mca", resource=RESIDENTS) == 3
+    assert sample("govbus_events_out_total", consumer="edu", resource=RESIDENTS) == 4
+    assert sample("govbus_dead_letters_total", stage="router", reason="masking_failed") == 1
+    # A failed delivery is a dead letter, not a row the filter held back.
+    assert not sample("govbus_events_filtered_total", consumer="mca", resource=RESIDENTS)

@@ -211,3 +211,19 @@ def test_a_removed_key_field_stops_the_grant():
     router.set_resource(resource_record(entry, keyless, 2))
     with pytest.raises(ValueError, match="id_number"):
         router.add_grant(grant("mca-resident-population"))
+
+
+def test_one_grants_failure_dead_letters_only_its_own_delivery():
+    """mca generalizes birth_date to a year-month and cannot read this date; edu keeps it."""
+    router, c, encode = make_router()
+    odd = resident(birth_date="2015年3月2日")
+    outputs = router.route(msg(encode(envelope("c", after=odd))), TODAY)
+    (letter,) = [o for o in outputs if isinstance(o, DeadLetter)]
+    (edu,) = [o for o in outputs if not isinstance(o, DeadLetter)]
+    assert edu.plan.grant.id == "edu-resident-population"
+    assert c.decode(edu.value)["record"]["birth_date"] == "2015年3月2日"
+    assert letter.reason == "masking_failed"
+    assert "mca-resident-population" in letter.detail
+    headers = dict(letter.headers())
+    assert headers["govbus.grant"] == b"mca-resident-population"
+    assert headers["govbus.source.offset"] == b"5"
