@@ -150,12 +150,12 @@ class Bus:
         self.processes.kill(name, sig)
 
 
-@pytest.fixture
-def bus(kafka_bootstrap: str, registry_url: str, tmp_path: Path) -> Iterator[Bus]:
+def new_bus(bootstrap: str, registry_url: str, tmp_path: Path, **extra: str) -> Bus:
+    """A test's own bus: tagged departments, groups and metrics ports; ``extra`` settings."""
     tag = uuid.uuid4().hex[:8]
     _tagged_config(tag, tmp_path / "config")
     values = {
-        "kafka_bootstrap": kafka_bootstrap,
+        "kafka_bootstrap": bootstrap,
         "registry_url": registry_url,
         "data_dir": str(tmp_path / "data"),
         "catalog_dir": str(tmp_path / "config" / "catalog"),
@@ -166,10 +166,16 @@ def bus(kafka_bootstrap: str, registry_url: str, tmp_path: Path) -> Iterator[Bus
         "router_metrics_port": str(free_port()),
         "sink_metrics_port": str(free_port()),
         "batch_size": "200",
+        **extra,
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOVBUS_")}
     env.update({f"GOVBUS_{k.upper()}": v for k, v in values.items()})
-    bus = Bus(tag, Settings(**values), ProcessGroup(tmp_path / "logs", env))
+    return Bus(tag, Settings(**values), ProcessGroup(tmp_path / "logs", env))
+
+
+@pytest.fixture
+def bus(kafka_bootstrap: str, registry_url: str, tmp_path: Path) -> Iterator[Bus]:
+    bus = new_bus(kafka_bootstrap, registry_url, tmp_path)
     # What the control plane does on its first start: the test's catalog and grants, published.
     publish_file_feeds(bus.settings)
     yield bus

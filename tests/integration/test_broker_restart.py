@@ -6,10 +6,8 @@ These tests stop the broker, so they run on a private one of their own, never th
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,10 +24,9 @@ from services.common.settings import Settings
 from services.ingest.demo_data import DemoFeed
 from services.ingest.feed import build_publisher
 from services.ingest.publisher import Change
-from services.launcher import ProcessGroup
 from services.progress import scrape_totals
 from tests.integration.brokers import PrivateBroker
-from tests.integration.conftest import Bus, _tagged_config, free_port, wait_until
+from tests.integration.conftest import Bus, free_port, new_bus, wait_until
 from tests.integration.seed import file_records, publish_file_feeds, publish_records
 
 # The scrape of a dead broker must still answer, and in less than Prometheus's 10 s timeout.
@@ -45,25 +42,7 @@ def broker(tmp_path_factory) -> Iterator[PrivateBroker]:
 @pytest.fixture
 def private_bus(broker: PrivateBroker, registry_url: str, tmp_path: Path) -> Iterator[Bus]:
     """The integration ``bus`` fixture, on the private broker, with a lag exporter's port."""
-    tag = uuid.uuid4().hex[:8]
-    _tagged_config(tag, tmp_path / "config")
-    values = {
-        "kafka_bootstrap": broker.bootstrap,
-        "registry_url": registry_url,
-        "data_dir": str(tmp_path / "data"),
-        "catalog_dir": str(tmp_path / "config" / "catalog"),
-        "grants_dir": str(tmp_path / "config" / "grants"),
-        "source_pattern": rf"^gov\.[a-z]+_{tag}\..+",
-        "router_group": f"router-{tag}",
-        "sink_group": f"sink-{tag}",
-        "router_metrics_port": str(free_port()),
-        "sink_metrics_port": str(free_port()),
-        "lag_metrics_port": str(free_port()),
-        "batch_size": "200",
-    }
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVBUS_")}
-    env.update({f"GOVBUS_{k.upper()}": v for k, v in values.items()})
-    bus = Bus(tag, Settings(**values), ProcessGroup(tmp_path / "logs", env))
+    bus = new_bus(broker.bootstrap, registry_url, tmp_path, lag_metrics_port=str(free_port()))
     publish_file_feeds(bus.settings)
     yield bus
     bus.processes.stop()

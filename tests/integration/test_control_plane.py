@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
-from pathlib import Path
 
 import httpx
 
@@ -24,11 +21,9 @@ from services.common import catalog_feed
 from services.common.feed import read_feed
 from services.common.idnumbers import find_resident_ids
 from services.common.plan import expected_deliveries, plan_delivery
-from services.common.settings import Settings
 from services.common.topics import AUDIT, CATALOG, delivery_topic
-from services.launcher import ProcessGroup
 from tests.integration.brokers import PrivateBroker
-from tests.integration.conftest import Bus, _tagged_config, free_port, wait_until
+from tests.integration.conftest import free_port, new_bus, wait_until
 from tests.integration.flow import (
     decode_all,
     demo_changes,
@@ -166,31 +161,9 @@ def test_request_approve_activate_backfill_live_then_revoke(bus):
     assert [h["action"] for h in history] == ["revoke", "activate", "approve", "request"]
 
 
-def _private_bus(bootstrap: str, registry_url: str, tmp_path: Path) -> Bus:
-    """A bus like the ``bus`` fixture's, on a broker of the test's own (which it stops)."""
-    tag = uuid.uuid4().hex[:8]
-    _tagged_config(tag, tmp_path / "config")
-    values = {
-        "kafka_bootstrap": bootstrap,
-        "registry_url": registry_url,
-        "data_dir": str(tmp_path / "data"),
-        "catalog_dir": str(tmp_path / "config" / "catalog"),
-        "grants_dir": str(tmp_path / "config" / "grants"),
-        "source_pattern": rf"^gov\.[a-z]+_{tag}\..+",
-        "router_group": f"router-{tag}",
-        "sink_group": f"sink-{tag}",
-        "router_metrics_port": str(free_port()),
-        "sink_metrics_port": str(free_port()),
-        "batch_size": "200",
-    }
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVBUS_")}
-    env.update({f"GOVBUS_{k.upper()}": v for k, v in values.items()})
-    return Bus(tag, Settings(**values), ProcessGroup(tmp_path / "logs", env))
-
-
 def test_activated_with_the_broker_stopped_a_grant_delivers_once_it_is_back(registry_url, tmp_path):
     with PrivateBroker(tmp_path / "kafka") as broker:
-        bus = _private_bus(broker.bootstrap, registry_url, tmp_path)
+        bus = new_bus(broker.bootstrap, registry_url, tmp_path)  # a broker the test stops
         try:
             env = start_catalog_service(bus)
             api, admin = env["GOVBUS_API_URL"], {"Authorization": f"Bearer {ADMIN_TOKEN}"}
