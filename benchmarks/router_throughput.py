@@ -39,7 +39,7 @@ from services.catalog.registry_store import SchemaRegistryStore
 from services.common import catalog_feed, grant_feed
 from services.common.catalog import GrantState
 from services.common.catalog_feed import CatalogRecord
-from services.common.config_files import load_catalog, load_grants
+from services.common.config_files import file_records
 from services.common.grant_feed import GrantRecord
 from services.common.kafka_clients import (
     bus_topic_specs,
@@ -50,7 +50,6 @@ from services.common.kafka_clients import (
     source_topic_spec,
 )
 from services.common.metrics import BusMetrics
-from services.common.schemas import value_schema
 from services.common.settings import Settings
 from services.common.topic_reader import end_offsets
 from services.common.topics import CATALOG, GRANTS
@@ -185,15 +184,7 @@ def run_passthrough(settings: Settings, source: str, target: str, n: int) -> flo
 
 def bench_records(settings: Settings) -> tuple[list[CatalogRecord], list[GrantRecord]]:
     """The bench resource and grant as the control plane's outbox publishes them."""
-    catalog = load_catalog(settings.catalog_dir, settings.schemas_dir)
-    resources = [
-        CatalogRecord(
-            resource=e, value_schema=value_schema(e, settings.schemas_dir), schema_version=1
-        )
-        for e in catalog.values()
-    ]
-    grants = [GrantRecord(grant=g, activation=1) for g in load_grants(settings.grants_dir, catalog)]
-    return resources, grants
+    return file_records(settings.catalog_dir, settings.grants_dir, settings.schemas_dir)
 
 
 def publish_feeds(

@@ -27,9 +27,10 @@ from services.common.catalog import (
     ShareType,
     Strict,
     check_grant_against_catalog,
+    l4_in_clear,
+    row_filter_problem,
 )
 from services.common.masking import MaskSpec
-from services.common.rowfilter import FilterError, compile_filter
 
 OPEN = (GrantState.REQUESTED, GrantState.APPROVED)
 FINAL = (GrantState.REJECTED, GrantState.REVOKED, GrantState.EXPIRED)
@@ -218,17 +219,10 @@ def suspension_reasons(grant: Grant, entry: CatalogEntry) -> list[str]:
     reasons = []
     if entry.share_type is ShareType.NOT_SHARED:
         reasons.append(f"resource {entry.resource_id} is now not shared (不予共享)")
-    for name in grant.fields:
-        spec = entry.fields.get(name)
-        mask = grant.masking.get(name)
-        in_clear = mask is None or mask.method == "keep"
-        if spec and spec.sensitivity is Sensitivity.L4 and in_clear and not grant.l4_clear_reason:
-            reasons.append(f"field {name} is now L4 and the grant keeps it in clear with no reason")
-    if grant.row_filter is not None:
-        try:
-            compile_filter(grant.row_filter, set(entry.fields))
-        except FilterError as exc:
-            reasons.append(f"row_filter no longer fits the resource: {exc}")
+    for name in l4_in_clear(grant, entry):
+        reasons.append(f"field {name} is now L4 and the grant keeps it in clear with no reason")
+    if (problem := row_filter_problem(grant, entry)) is not None:
+        reasons.append(f"row_filter no longer fits the resource: {problem}")
     return reasons
 
 

@@ -154,14 +154,32 @@ def check_grant_against_catalog(grant: Grant, entry: CatalogEntry) -> list[str]:
         # A delivered key must stay unique per record, or compaction would merge records.
         if key in grant.masking and grant.masking[key].method not in ("keep", "hmac"):
             problems.append(f"key field {key} may only be kept or hmac-masked")
-    if grant.row_filter is not None:
-        try:
-            compile_filter(grant.row_filter, set(entry.fields))
-        except FilterError as exc:
-            problems.append(f"row_filter: {exc}")
+    if (problem := row_filter_problem(grant, entry)) is not None:
+        problems.append(f"row_filter: {problem}")
+    for name in l4_in_clear(grant, entry):
+        problems.append(f"field {name} is L4 and must be masked (or give l4_clear_reason)")
+    return problems
+
+
+def row_filter_problem(grant: Grant, entry: CatalogEntry) -> str | None:
+    """Why the grant's row filter does not compile on the resource's fields, or None."""
+    if grant.row_filter is None:
+        return None
+    try:
+        compile_filter(grant.row_filter, set(entry.fields))
+    except FilterError as exc:
+        return str(exc)
+    return None
+
+
+def l4_in_clear(grant: Grant, entry: CatalogEntry) -> list[str]:
+    """Granted L4 fields kept in clear without an ``l4_clear_reason``."""
+    if grant.l4_clear_reason:
+        return []
+    out = []
     for name in grant.fields:
         spec = entry.fields.get(name)
         in_clear = name not in grant.masking or grant.masking[name].method == "keep"
-        if spec and spec.sensitivity is Sensitivity.L4 and in_clear and not grant.l4_clear_reason:
-            problems.append(f"field {name} is L4 and must be masked (or give l4_clear_reason)")
-    return problems
+        if spec and spec.sensitivity is Sensitivity.L4 and in_clear:
+            out.append(name)
+    return out

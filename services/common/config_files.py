@@ -10,8 +10,16 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from services.common.catalog import CatalogEntry, Department, Grant, check_grant_against_catalog
-from services.common.schemas import check_entry_schema
+from services.common.catalog import (
+    CatalogEntry,
+    Department,
+    Grant,
+    GrantState,
+    check_grant_against_catalog,
+)
+from services.common.catalog_feed import CatalogRecord
+from services.common.grant_feed import GrantRecord
+from services.common.schemas import check_entry_schema, value_schema
 from services.common.settings import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
@@ -95,3 +103,20 @@ def load_grants(folder: Path, catalog: dict[str, CatalogEntry]) -> list[Grant]:
 def live_grants(grants: Iterable[Grant], today: dt.date | None = None) -> list[Grant]:
     today = today or dt.date.today()
     return [g for g in grants if g.is_live(today)]
+
+
+def file_records(
+    catalog_dir: Path, grants_dir: Path, schemas_dir: Path
+) -> tuple[list[CatalogRecord], list[GrantRecord]]:
+    """The files as the control plane's outbox publishes them on a new store: every resource
+    at schema version 1, every grant (an active one at its first activation)."""
+    catalog = load_catalog(catalog_dir, schemas_dir)
+    resources = [
+        CatalogRecord(resource=e, value_schema=value_schema(e, schemas_dir), schema_version=1)
+        for e in catalog.values()
+    ]
+    grants = [
+        GrantRecord(grant=g, activation=int(g.state is GrantState.ACTIVE))
+        for g in load_grants(grants_dir, catalog)
+    ]
+    return resources, grants

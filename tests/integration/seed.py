@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from confluent_kafka import Producer
 
-from services.common import catalog_feed, grant_feed
-from services.common.catalog import GrantState
+from services.common import catalog_feed, config_files, grant_feed
 from services.common.catalog_feed import CatalogRecord
-from services.common.config_files import load_catalog, load_grants
 from services.common.grant_feed import GrantRecord
 from services.common.kafka_clients import (
     bus_topic_specs,
@@ -19,24 +17,13 @@ from services.common.kafka_clients import (
     make_admin,
     source_topic_spec,
 )
-from services.common.schemas import value_schema
 from services.common.settings import Settings
 from services.common.topics import CATALOG, GRANTS
 
 
 def file_records(settings: Settings) -> tuple[list[CatalogRecord], list[GrantRecord]]:
-    catalog = load_catalog(settings.catalog_dir, settings.schemas_dir)
-    resources = [
-        CatalogRecord(
-            resource=e, value_schema=value_schema(e, settings.schemas_dir), schema_version=1
-        )
-        for e in catalog.values()
-    ]
-    grants = [
-        GrantRecord(grant=g, activation=int(g.state is GrantState.ACTIVE))
-        for g in load_grants(settings.grants_dir, catalog)
-    ]
-    return resources, grants
+    s = settings
+    return config_files.file_records(s.catalog_dir, s.grants_dir, s.schemas_dir)
 
 
 def publish_records(

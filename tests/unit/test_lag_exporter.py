@@ -13,7 +13,7 @@ from services.common.schemas import value_schema
 from services.common.settings import Settings
 from services.ops import lag_exporter
 from services.ops.lag_exporter import CatalogTopics, LagCollector
-from tests.unit.fixtures import SCHEMAS, catalog
+from tests.unit.fixtures import SCHEMAS, QueuedFollower, catalog
 
 SETTINGS = Settings(router_group="r", sink_group="s")
 
@@ -69,15 +69,6 @@ def test_a_failed_scrape_says_down_and_the_next_one_uses_a_new_client(monkeypatc
     }
     scrape(registry)
     assert admins.made == 2  # a client that answers is kept
-
-
-class QueuedFollower:
-    def __init__(self) -> None:
-        self.queued: dict = {}
-
-    def changes(self) -> dict:
-        out, self.queued = self.queued, {}
-        return out
 
 
 def test_topics_follow_the_catalog_within_the_source_pattern():

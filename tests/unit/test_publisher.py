@@ -19,7 +19,7 @@ from services.common.metrics import BusMetrics
 from services.common.schemas import source_schema, value_schema
 from services.common.topics import DLQ
 from services.ingest.publisher import Change, ChangePublisher
-from tests.unit.fixtures import RESIDENTS, SCHEMAS, catalog, codec, resident
+from tests.unit.fixtures import RESIDENTS, SCHEMAS, QueuedFollower, catalog, codec, resident
 
 
 class RecordingProducer:
@@ -33,20 +33,6 @@ class RecordingProducer:
 
     def poll(self, _timeout):
         return 0
-
-
-class QueuedFollower:
-    """Stands in for the catalog follower: hands over the changes queued on it."""
-
-    def __init__(self) -> None:
-        self.queued: dict = {}
-
-    def changes(self) -> dict:
-        out, self.queued = self.queued, {}
-        return out
-
-    def stop(self) -> None:
-        pass
 
 
 def records() -> list[CatalogRecord]:
