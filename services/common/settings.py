@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     catalog_dir: Path = REPO_ROOT / "deploy" / "catalog"
     grants_dir: Path = REPO_ROOT / "deploy" / "grants"
     schemas_dir: Path = REPO_ROOT / "schemas" / "avro"
+    # One YAML file per provider adapter (Debezium CDC, polling, file drop).
+    adapters_dir: Path = REPO_ROOT / "deploy" / "adapters"
     # Master secret for per-consumer HMAC keys; the demo default is public, so real
     # deployments must set it.
     mask_secret: SecretStr = SecretStr("govbus-demo-mask-secret-change-me")
