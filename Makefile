@@ -35,11 +35,12 @@ postgres: install
 postgres-stop:
 	$(PG) stop
 
+# The demo runs on the public demo secrets (mask secret, registry password): demo mode on.
 run: install
-	@bash deploy/with-broker.sh $(BIN)/govbus run
+	@GOVBUS_DEMO_MODE=1 bash deploy/with-broker.sh $(BIN)/govbus run
 
 demo: install
-	@bash deploy/with-broker.sh $(BIN)/govbus demo --events $(EVENTS)
+	@GOVBUS_DEMO_MODE=1 bash deploy/with-broker.sh $(BIN)/govbus demo --events $(EVENTS)
 
 test: install
 	$(BIN)/pytest -q

@@ -34,6 +34,7 @@ import yaml
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from services.catalog.registry_auth import service_login
 from services.catalog.registry_server import build_registry_server
 from services.catalog.registry_store import SchemaRegistryStore
 from services.common import catalog_feed, grant_feed
@@ -65,7 +66,8 @@ def start_registry(db: Path) -> str:
     store = SchemaRegistryStore(f"sqlite:///{db}")
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = build_registry_server(store, "127.0.0.1", sock.getsockname()[1])
+    login = service_login(Settings())
+    server = build_registry_server(store, "127.0.0.1", sock.getsockname()[1], login)
     threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     import httpx
@@ -248,6 +250,7 @@ def main() -> None:
             "source_pattern": rf"^gov\.psb{tag}\.resident_population$",
             "router_group": f"bench-router-{tag}",
             "router_metrics_port": "0",
+            "demo_mode": "1",  # the demo secrets, which the bench registry admits
         }
         settings = Settings(**values)
         env = {k: v for k, v in os.environ.items() if not k.startswith("GOVBUS_")}

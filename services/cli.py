@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from services.common.settings import ConfigError, load_settings
+from services.common.settings import ConfigError, load_service_settings, load_settings
 
 
 def _check_config(_: argparse.Namespace) -> int:
@@ -22,7 +22,7 @@ def _check_config(_: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from services.bus import run_bus
 
-    run_bus(load_settings(), rate=args.rate)
+    run_bus(load_service_settings(), rate=args.rate)
     return 0
 
 
@@ -31,7 +31,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     from services.demo import run_demo
 
-    return run_demo(load_settings(), args.events, args.seed, Console(width=120))
+    return run_demo(load_service_settings(), args.events, args.seed, Console(width=120))
 
 
 def _service(name: str):

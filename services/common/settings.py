@@ -16,6 +16,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+DEMO_MASK_SECRET = "govbus-demo-mask-secret-change-me"
+DEMO_REGISTRY_PASSWORD = "govbus-demo-registry-password"
+
+
 class ConfigError(RuntimeError):
     """A setting or config file is wrong; the message names the key."""
 
@@ -45,9 +49,19 @@ class Settings(BaseSettings):
     schemas_dir: Path = REPO_ROOT / "schemas" / "avro"
     # One YAML file per provider adapter (Debezium CDC, polling, file drop).
     adapters_dir: Path = REPO_ROOT / "deploy" / "adapters"
-    # Master secret for per-consumer HMAC keys; the demo default is public, so real
-    # deployments must set it.
-    mask_secret: SecretStr = SecretStr("govbus-demo-mask-secret-change-me")
+    # Master secret for per-consumer HMAC keys. The demo default is public: the bus refuses
+    # to start with it unless demo mode is on (refuse_demo_secrets).
+    mask_secret: SecretStr = SecretStr(DEMO_MASK_SECRET)
+    # The bus's own services sign in to the schema registry as this user (HTTP basic auth);
+    # the registry gives it the authority's rights. The demo password is public too.
+    registry_user: str = Field("govbus", pattern=r"^[A-Za-z0-9_.-]+$")
+    registry_password: SecretStr = SecretStr(DEMO_REGISTRY_PASSWORD)
+    # Public demo defaults are accepted only with GOVBUS_DEMO_MODE=1 (make run, make demo).
+    demo_mode: bool = False
+    # API tokens stop working this many days after they are issued or rotated.
+    token_ttl_days: float = Field(90, gt=0)
+    # Grant previews per user, in the `limits` notation ("20/minute", "100/hour").
+    preview_rate: str = "20/minute"
     # Source topics the router and sink follow (``gov.<provider>.<resource>``).
     source_pattern: str = r"^gov\..+\..+"
     router_group: str = "govbus-router"
@@ -66,6 +80,14 @@ class Settings(BaseSettings):
         for host in value.split(","):
             if ":" not in host:
                 raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+        return value
+
+    @field_validator("preview_rate")
+    @classmethod
+    def _rate_parses(cls, value: str) -> str:
+        from limits import parse
+
+        parse(value)  # raises ValueError naming what it could not read
         return value
 
     @property
@@ -104,10 +126,38 @@ class Settings(BaseSettings):
         """librdkafka configuration shared by every client of this process."""
         return {"bootstrap.servers": self.kafka_bootstrap, **overrides}
 
+    @property
+    def registry_auth(self) -> str:
+        """``user:password`` as confluent-kafka's ``basic.auth.user.info`` takes it."""
+        return f"{self.registry_user}:{self.registry_password.get_secret_value()}"
+
+    @property
+    def token_ttl(self) -> dt.timedelta:
+        return dt.timedelta(days=self.token_ttl_days)
+
+    def refuse_demo_secrets(self) -> None:
+        """A service refuses to start with a public demo secret unless demo mode is on."""
+        public = [
+            name
+            for name, value, demo in (
+                ("GOVBUS_MASK_SECRET", self.mask_secret, DEMO_MASK_SECRET),
+                ("GOVBUS_REGISTRY_PASSWORD", self.registry_password, DEMO_REGISTRY_PASSWORD),
+            )
+            if value.get_secret_value() == demo
+        ]
+        if public and not self.demo_mode:
+            raise ConfigError(
+                f"{', '.join(public)}: still the public demo value; set a secret of your own, "
+                "or GOVBUS_DEMO_MODE=1 for a demo"
+            )
+
     def __repr_args__(self):  # secrets stay masked when printed
         for key, value in super().__repr_args__():
-            secret = key in ("mask_secret", "token", "authority_token") and value is not None
+            secret = key in SECRET_SETTINGS and value is not None
             yield key, ("**********" if secret else value)
+
+
+SECRET_SETTINGS = ("mask_secret", "token", "authority_token", "registry_password")
 
 
 @lru_cache(maxsize=1)
@@ -121,3 +171,11 @@ def load_settings() -> Settings:
             for err in exc.errors()
         )
         raise ConfigError(f"bad configuration: {problems}") from exc
+
+
+def load_service_settings() -> Settings:
+    """The settings of a bus service: as load_settings, and no public demo secret outside
+    demo mode."""
+    settings = load_settings()
+    settings.refuse_demo_secrets()
+    return settings

@@ -24,7 +24,7 @@ from services.common.metrics import BusMetrics, serve_metrics
 from services.common.registry_client import make_registry_client
 from services.common.schemas import source_schema
 from services.common.serde import AvroCodec
-from services.common.settings import Settings, load_settings
+from services.common.settings import Settings, load_service_settings
 from services.common.topics import CATALOG
 from services.ingest.demo_data import RESOURCES, DemoFeed
 from services.ingest.publisher import Change, ChangePublisher
@@ -135,7 +135,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry call is noise
     logging.basicConfig(level=logging.INFO, format="%(asctime)s ingest %(levelname)s %(message)s")
-    settings = load_settings()
+    settings = load_service_settings()
     metrics = BusMetrics(CollectorRegistry())
     port = serve_metrics(metrics.registry, settings.ingest_metrics_port)
     producer = make_producer(settings)

@@ -38,7 +38,7 @@ from services.common.metrics import BusMetrics, serve_metrics
 from services.common.registry_client import make_registry_client
 from services.common.schemas import source_schema
 from services.common.serde import AvroCodec
-from services.common.settings import Settings, load_settings
+from services.common.settings import Settings, load_service_settings
 from services.common.topic_reader import end_offsets, read_range
 from services.common.topics import AUDIT, CATALOG, GRANTS
 from services.router.backfill_runner import BackfillRunner
@@ -164,7 +164,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s router %(levelname)s %(message)s")
     for noisy in ("faust", "mode", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    settings = load_settings()
+    settings = load_service_settings()
     metrics = BusMetrics(CollectorRegistry())
     path = build_data_path(settings, metrics)
     port = serve_metrics(metrics.registry, settings.router_metrics_port)

@@ -29,7 +29,7 @@ from services.common.metrics import BusMetrics, observe_ages, serve_metrics
 from services.common.registry_client import make_registry_client
 from services.common.schemas import envelope_schema, source_schema
 from services.common.serde import AvroCodec, DecodeError, ReaderSchema
-from services.common.settings import Settings, load_settings
+from services.common.settings import Settings, load_service_settings
 from services.common.topics import CATALOG, parse_source_topic, source_topic
 from services.sink.central_store import CentralStore, StoredChange
 from services.sink.validate import Poison, stored_change
@@ -246,7 +246,7 @@ def build_sink(settings: Settings, metrics: BusMetrics) -> StoreSink:
 def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry call is noise
     logging.basicConfig(level=logging.INFO, format="%(asctime)s sink %(levelname)s %(message)s")
-    settings = load_settings()
+    settings = load_service_settings()
     metrics = BusMetrics(CollectorRegistry())
     port = serve_metrics(metrics.registry, settings.sink_metrics_port)
     sink = build_sink(settings, metrics)
