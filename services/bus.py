@@ -16,7 +16,7 @@ from services.progress import progress_line, scrape_totals
 def start_core(settings: Settings, group: ProcessGroup) -> None:
     """The catalog first (registry, and the grants published), then router and sink."""
     group.start("catalog-service")
-    wait_http(f"{settings.registry_url}/subjects", 30, group)
+    wait_http(f"{settings.registry_url}/healthz", 30, group)
     group.start("router")
     group.start("sink")
     wait_http(f"http://localhost:{settings.router_metrics_port}/metrics", 60, group)
