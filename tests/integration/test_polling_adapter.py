@@ -105,15 +105,19 @@ def test_polling_publishes_creates_updates_late_rows_and_deletes(bus, store_url,
         assert last[code]["op"] == "u"
         assert last[code]["after"]["status"] == "吊销"
         assert last[code]["before"]["credit_code"] == code  # the row published before
-        assert last[code]["after"]["updated_at"] == int(t1.replace(tzinfo=dt.UTC).timestamp() * 1000)
+        assert last[code]["after"]["updated_at"] == int(
+            t1.replace(tzinfo=dt.UTC).timestamp() * 1000
+        )
     assert last[late["credit_code"]]["op"] == "c"
     assert len({e["event_id"] for e in events}) == 59
     assert metric(url, "govbus_adapter_events_published_total", adapter="qiye") == 59
     # Nothing more: the overlap window is read at every poll and publishes nothing twice.
     polls_done = metric(url, "govbus_adapter_last_success_timestamp_seconds", adapter="qiye")
     wait_until(
-        lambda: metric(url, "govbus_adapter_last_success_timestamp_seconds", adapter="qiye")
-        > polls_done + 1,
+        lambda: (
+            metric(url, "govbus_adapter_last_success_timestamp_seconds", adapter="qiye")
+            > polls_done + 1
+        ),
         30,
         "more polls",
     )
