@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import yaml
 
+from services.common.dead_letter import header_map
 from services.common.topic_reader import end_offsets, read_range
 from services.common.topics import DLQ
-from services.common.dead_letter import header_map
 from services.ingest.demo_data import ENTERPRISES, DemoFeed
 from tests.integration.conftest import Bus, free_port, wait_until
 from tests.integration.flow import decode_all, read_topics

@@ -32,10 +32,17 @@ def source_table(url: str) -> tuple[sa.Engine, sa.Table]:
         sa.Column("tyshxydm", sa.String(18), primary_key=True),  # 统一社会信用代码
         *(
             sa.Column(name, sa.String(200))
-            for name in (
-                "name legal_rep_name legal_rep_id_number enterprise_type established_date"
-                " region_code address industry_code status"
-            ).split()
+            for name in [
+                "name",
+                "legal_rep_name",
+                "legal_rep_id_number",
+                "enterprise_type",
+                "established_date",
+                "region_code",
+                "address",
+                "industry_code",
+                "status",
+            ]
         ),
         sa.Column("registered_capital", sa.Numeric(14, 2)),
         sa.Column("gxsj", sa.DateTime, nullable=False),  # 更新时间
