@@ -23,6 +23,7 @@ from services.catalog.control_api import create_control_app
 from services.catalog.control_plane import ControlPlane
 from services.catalog.control_store import ControlStore
 from services.catalog.convergence import owe_everything, revoke_strays
+from services.catalog.ingest_gateway import IngestGateway
 from services.catalog.outbox_relay import OutboxRelay
 from services.catalog.registry_api import create_registry_app
 from services.catalog.registry_metrics import instrument
@@ -85,12 +86,18 @@ def authority_token_file(settings: Settings) -> Path:
 
 
 def build_catalog_app(
-    registry: SchemaRegistryStore, plane: ControlPlane, relay: OutboxRelay | None
-) -> FastAPI:
+    registry: SchemaRegistryStore,
+    plane: ControlPlane,
+    relay: OutboxRelay | None,
+    settings: Settings | None = None,
+) -> tuple[FastAPI, IngestGateway | None]:
+    """The service's app; with ``settings``, it takes pushed changes (HTTP push) too."""
     app = create_registry_app(registry)
-    instrument(app, CollectorRegistry())
-    app.mount("/api", create_control_app(plane, relay))
-    return app
+    metrics = CollectorRegistry()
+    instrument(app, metrics)
+    ingest = IngestGateway(settings, metrics) if settings is not None else None
+    app.mount("/api", create_control_app(plane, relay, ingest))
+    return app, ingest
 
 
 def _sweep_expired(plane: ControlPlane, relay: OutboxRelay, stop: threading.Event) -> None:
@@ -118,7 +125,7 @@ def main() -> None:
         settings.printable_url(settings.schema_store_url),
         settings.printable_url(settings.control_url),
     )
-    app = build_catalog_app(registry, plane, relay)
+    app, ingest = build_catalog_app(registry, plane, relay, settings)
     config = uvicorn.Config(
         app,
         host=settings.registry_host,
@@ -131,6 +138,8 @@ def main() -> None:
         uvicorn.Server(config).run()
     finally:
         stop.set()
+        if ingest is not None:
+            ingest.close()
         relay.stop()
         registry.close()
         plane.store.close()
