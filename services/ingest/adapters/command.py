@@ -6,8 +6,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from services.common.settings import ConfigError, load_settings
-from services.ingest.adapters.config import load_adapters
+from services.common.settings import ConfigError, Settings, load_settings
+from services.ingest.adapters.config import AdapterBase, load_adapters
 from services.ingest.adapters.file_drop import run_file_drop
 from services.ingest.adapters.polling import run_polling
 from services.ingest.adapters.process import adapter_process
@@ -19,9 +19,14 @@ RUNNERS: dict[str, Callable[[Any, Any], None]] = {
 }
 
 
+def configured_adapters(settings: Settings) -> dict[str, AdapterBase]:
+    """Every adapter file, validated (a bad one stops start-up naming the file and field)."""
+    return load_adapters(settings.adapters_dir)
+
+
 def run_adapter(args: argparse.Namespace) -> int:
     settings = load_settings()
-    adapters = load_adapters(settings.adapters_dir)
+    adapters = configured_adapters(settings)
     cfg = adapters.get(args.name)
     if cfg is None:
         known = ", ".join(sorted(adapters)) or "none"

@@ -24,7 +24,7 @@ from pydantic import Field, model_validator
 from watchfiles import watch
 
 from services.ingest.adapters.config import AdapterBase, register_kind
-from services.ingest.adapters.output import Rejected
+from services.ingest.adapters.output import NotAcknowledged, Rejected
 from services.ingest.adapters.process import AdapterProcess
 from services.ingest.adapters.rows import RowMapper
 from services.ingest.adapters.state import Known, StateUpdate, key_json
@@ -65,9 +65,8 @@ register_kind("files", FileDropAdapter)
 class FilePlan:
     changes: list[Change] = field(default_factory=list)
     rejects: list[tuple[Change, Problem]] = field(default_factory=list)
-    update: StateUpdate = field(default_factory=StateUpdate)
     rows: dict[str, int] = field(default_factory=dict)  # position -> row number
-    keys: dict[str, str] = field(default_factory=dict)  # position -> key
+    keys: dict[str, str] = field(default_factory=dict)  # position of a change -> its key
 
 
 @dataclass(frozen=True)
@@ -95,8 +94,12 @@ def plan_file(
     resource: str,
     system: str,
 ) -> FilePlan:
-    """The changes one file publishes, given the rows last published per key. Pure."""
+    """The changes one file publishes, given the rows last published per key. Pure.
+
+    A snapshot names each key once; a changes file may change a key several times, each
+    change's ``before`` being the row as the one before left it."""
     plan, seen = FilePlan(), {}
+    current = {k: v.row for k, v in known.items() if v.row is not None}
     for line in f.lines:
         position = _position(f, f"row {line.number}")
         record = mapper.record(line.cells)
@@ -106,12 +109,11 @@ def plan_file(
             _reject(plan, change, line.number, "bad_row", detail)
             continue
         key = key_json(mapper.key(record))
-        if key in seen:
+        if mode == "snapshot" and key in seen:
             _reject(plan, change, line.number, "duplicate_key", f"same key as row {seen[key]}")
             continue
         seen[key] = line.number
-        prev = known.get(key)
-        before = prev.row if prev is not None else None
+        before = current.get(key)
         op = "u" if before is not None else "c"
         if mode == "changes":
             op = OPS.get(str(line.cells.get(op_column, "")).strip().lower(), "")
@@ -124,18 +126,34 @@ def plan_file(
         plan.rows[position], plan.keys[position] = line.number, key
         if op == "d":
             plan.changes.append(Change(resource, "d", before or record, None, position, system))
-            plan.update.drop.add(key)
+            current.pop(key, None)
         else:
             plan.changes.append(Change(resource, op, before, record, position, system))
-            plan.update.put[key] = Known(position, record)
+            current[key] = record
     if mode == "snapshot":
-        for key, prev in sorted(known.items()):
-            if key not in seen and prev.row is not None:
+        for key, row in sorted(current.items()):
+            if key not in seen:
                 position = _position(f, f"absent {key}")
-                plan.changes.append(Change(resource, "d", prev.row, None, position, system))
-                plan.update.drop.add(key)
-    plan.update.files[f.sha256] = f.name
+                plan.changes.append(Change(resource, "d", row, None, position, system))
+                plan.keys[position] = key
     return plan
+
+
+def state_after(f: Dropped, plan: FilePlan, rejected: set[str]) -> StateUpdate:
+    """What the file moves forward once Kafka acknowledged it: each key's last accepted change,
+    and the file's content hash. A rejected change leaves its key as it was."""
+    update = StateUpdate(files={f.sha256: f.name})
+    for change in plan.changes:
+        if change.position in rejected:
+            continue
+        key = plan.keys[change.position]
+        if change.op == "d":
+            update.put.pop(key, None)
+            update.drop.add(key)
+        else:
+            update.drop.discard(key)
+            update.put[key] = Known(change.position, change.after)
+    return update
 
 
 def report(f: Dropped, plan: FilePlan, rejected: dict[str, Rejected]) -> dict[str, Any]:
@@ -176,14 +194,16 @@ class FileDropRun:
         files = self.waiting()
         return time.time() - files[0].stat().st_mtime if files else 0.0
 
-    def process_waiting(self) -> int:
-        done = 0
+    def process_waiting(self) -> None:
+        """Every settled file, oldest first; with Kafka away, the file stays for the next round."""
         for path in self.waiting():
             if self.proc.stopping.is_set() or time.time() - path.stat().st_mtime < SETTLE_S:
                 continue
-            self.process(path)
-            done += 1
-        return done
+            try:
+                self.process(path)
+            except NotAcknowledged as exc:
+                log.warning("%s: not acknowledged, retried next round: %s", path.name, exc)
+                return
 
     def process(self, path: Path) -> None:
         raw = path.read_bytes()
@@ -212,11 +232,7 @@ class FileDropRun:
         )
         result = self.proc.output.send(plan.changes, plan.rejects)
         rejected = {r.position: r for r in result.rejected}
-        for position in rejected:  # a rejected row leaves its key as it was
-            key = plan.keys.get(position)
-            plan.update.put.pop(key, None)
-            plan.update.drop.discard(key)
-        self.proc.state.commit(plan.update)
+        self.proc.state.commit(state_after(f, plan, set(rejected)))
         body = report(f, plan, rejected)
         body["ignored_columns"] = mapper.ignored(table.header)
         self._finish(path, "done", body)

@@ -22,9 +22,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, MetaData, Table, select, tuple_
+from sqlalchemy.exc import SQLAlchemyError
 
 from services.common.sql import build_engine
 from services.ingest.adapters.config import AdapterBase, register_kind
+from services.ingest.adapters.output import NotAcknowledged
 from services.ingest.adapters.process import AdapterProcess
 from services.ingest.adapters.rows import RowMapper, epoch_ms
 from services.ingest.adapters.state import Known, StateUpdate, key_json
@@ -266,10 +268,15 @@ class PollingRun:
 
 
 def run_polling(cfg: PollingAdapter, proc: AdapterProcess) -> None:
-    run = PollingRun(cfg, proc)
-    log.info("polling %s every %.1f s into %s", cfg.table, cfg.interval_s, cfg.resource)
+    """Poll until stopped. A source or Kafka away is retried at the next interval (the lag
+    metric grows and the stalled-adapter alert fires); nothing is skipped meanwhile."""
+    run: PollingRun | None = None
     while not proc.stopping.is_set():
-        n = run.poll_once()
-        if n:
-            log.info("published %d changes", n)
+        try:
+            run = run or PollingRun(cfg, proc)
+            n = run.poll_once()
+            if n:
+                log.info("published %d changes", n)
+        except (SQLAlchemyError, NotAcknowledged, LookupError) as exc:
+            log.warning("poll failed, retrying in %.1f s: %s", cfg.interval_s, exc)
         proc.stopping.wait(cfg.interval_s)
