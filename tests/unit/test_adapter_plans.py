@@ -11,6 +11,7 @@ import pytest
 
 from services.catalog.ingest_gateway import to_change
 from services.common import config_files
+from services.common.catalog_feed import CatalogRecord
 from services.common.settings import REPO_ROOT, ConfigError, Settings
 from services.ingest.adapters.command import configured_adapters
 from services.ingest.adapters.config import load_adapters
@@ -32,14 +33,17 @@ from services.ingest.validation import Problem
 RES = "samr.enterprise_registration"
 
 
-@pytest.fixture(scope="module")
-def mapper() -> RowMapper:
+def catalog_record(resource_id: str) -> CatalogRecord:
     deploy = REPO_ROOT / "deploy"
     records, _ = config_files.file_records(
         deploy / "catalog", deploy / "grants", REPO_ROOT / "schemas" / "avro"
     )
-    record = next(r for r in records if r.resource_id == RES)
-    return RowMapper.build(record, {"tyshxydm": "credit_code", "gxsj": "updated_at"})
+    return next(r for r in records if r.resource_id == resource_id)
+
+
+@pytest.fixture(scope="module")
+def mapper() -> RowMapper:
+    return RowMapper.build(catalog_record(RES), {"tyshxydm": "credit_code", "gxsj": "updated_at"})
 
 
 def test_values_convert_to_the_field_type_or_pass_unchanged():
@@ -199,3 +203,14 @@ def test_the_deploy_adapter_files_load(tmp_path: Path):
     (tmp_path / "x.yaml").write_text("kind: files\nresource: a.b\ndirectory: d\nmode: changes\n")
     with pytest.raises(ConfigError, match="x.yaml.*op_column"):
         load_adapters(tmp_path)
+
+
+def test_the_demo_sample_file_plans_its_changes():
+    cfg = configured_adapters(Settings())["samr-files"]
+    table = read_table(REPO_ROOT / "deploy" / "adapters" / "samples" / "samr-changes.csv")
+    mapper = RowMapper.build(catalog_record(cfg.resource), cfg.columns)
+    assert mapper.ignored(table.header) == [cfg.op_column]
+    f = Dropped("samr-changes.csv", "0" * 64, table.lines)
+    plan = plan_file(f, cfg.mode, {}, mapper, cfg.op_column, cfg.resource, "s")
+    assert [c.op for c in plan.changes] == ["c", "c", "c", "u", "c"] and not plan.rejects
+    assert plan.changes[3].before == plan.changes[0].after
