@@ -183,16 +183,24 @@ class FileDropRun:
         proc.metrics.lag.labels(labels).set_function(self.oldest_age)
 
     def waiting(self) -> list[Path]:
-        files = [
-            p
-            for p in self.inbox.iterdir()
-            if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith((".", "~$"))
-        ]
-        return sorted(files, key=lambda p: (p.stat().st_mtime, p.name))
+        """Files to process, oldest first (hidden names are uploads still being written)."""
+        found = []
+        for p in self.inbox.iterdir():
+            if p.suffix.lower() not in SUFFIXES or p.name.startswith((".", "~$")):
+                continue
+            try:  # metrics scrapes call this while a file is being moved away
+                found.append((p.stat().st_mtime, p.name, p))
+            except FileNotFoundError:
+                continue
+        return [p for _, _, p in sorted(found)]
 
     def oldest_age(self) -> float:
-        files = self.waiting()
-        return time.time() - files[0].stat().st_mtime if files else 0.0
+        for path in self.waiting():
+            try:
+                return time.time() - path.stat().st_mtime
+            except FileNotFoundError:
+                continue
+        return 0.0
 
     def process_waiting(self) -> None:
         """Every settled file, oldest first; with Kafka away, the file stays for the next round."""

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, MetaData, Table, select, tuple_
 from sqlalchemy.exc import SQLAlchemyError
 
+from services.common.settings import ConfigError
 from services.common.sql import build_engine
 from services.ingest.adapters.config import AdapterBase, register_kind
 from services.ingest.adapters.output import NotAcknowledged
@@ -176,7 +177,7 @@ class TablePoller:
         if cfg.soft_delete is not None and cfg.soft_delete.column not in self.table.c:
             missing.append(cfg.soft_delete.column)
         if missing:
-            raise ValueError(f"table {cfg.table} has no column(s) {missing}")
+            raise ConfigError(f"table {cfg.table} has no column(s) {missing}")
 
     def page(self, mapper: RowMapper, low: Any, after: tuple | None) -> list[tuple[Any, Polled]]:
         """The next page in (cursor, key) order: each row's sort key and the row mapped."""
@@ -212,10 +213,8 @@ class PollingRun:
         self.system = cfg.system or proc.name
         url = os.path.expandvars(cfg.url)
         if "$" in url:
-            raise ValueError("url names an environment variable that is not set")
+            raise ConfigError(f"{proc.name}.yaml: url names an environment variable not set")
         self.poller = TablePoller(cfg, build_engine(url))
-        self.last_poll = time.time()
-        proc.metrics.lag.labels(proc.name).set_function(lambda: time.time() - self.last_poll)
 
     def mapper(self) -> RowMapper:
         record = self.proc.output.publisher.record(self.cfg.resource)
@@ -250,7 +249,6 @@ class PollingRun:
             )
             plan.update.meta[LAST_KEY_DIFF] = str(time.time())
             published += self._commit(plan, known)
-        self.last_poll = time.time()
         self.proc.output.succeeded()
         return published
 
@@ -271,10 +269,13 @@ def run_polling(cfg: PollingAdapter, proc: AdapterProcess) -> None:
     """Poll until stopped. A source or Kafka away is retried at the next interval (the lag
     metric grows and the stalled-adapter alert fires); nothing is skipped meanwhile."""
     run: PollingRun | None = None
+    last_poll = [time.time()]
+    proc.metrics.lag.labels(proc.name).set_function(lambda: time.time() - last_poll[0])
     while not proc.stopping.is_set():
         try:
             run = run or PollingRun(cfg, proc)
             n = run.poll_once()
+            last_poll[0] = time.time()
             if n:
                 log.info("published %d changes", n)
         except (SQLAlchemyError, NotAcknowledged, LookupError) as exc:
