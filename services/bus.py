@@ -23,6 +23,16 @@ def start_core(settings: Settings, group: ProcessGroup) -> None:
     wait_http(f"http://localhost:{settings.sink_metrics_port}/metrics", 60, group)
 
 
+def start_adapters(settings: Settings, group: ProcessGroup) -> list[str]:
+    """One process per adapter file in ``deploy/adapters/`` (checked before any starts)."""
+    from services.ingest.adapters.command import configured_adapters
+
+    names = sorted(configured_adapters(settings))
+    for name in names:
+        group.start("adapter", name, label=f"adapter-{name}")
+    return names
+
+
 def _lag(settings: Settings, group: str) -> int | str:
     try:
         return group_lag(settings, group, settings.source_pattern)
@@ -43,8 +53,11 @@ def run_bus(settings: Settings, rate: float, interval_s: float = 2.0) -> None:
     try:
         start_core(settings, group)
         group.start("lag-exporter")
+        adapters = start_adapters(settings, group)
         group.start("feed", "--rate", str(rate))
         wait_http(f"http://localhost:{settings.ingest_metrics_port}/metrics", 60, group)
+        if adapters:
+            print(f"adapters: {', '.join(adapters)}", flush=True)
         print(f"govbus is up; logs in {group.log_dir}. Ctrl-C stops everything.", flush=True)
         previous, last = None, time.monotonic()
         while True:

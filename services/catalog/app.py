@@ -22,6 +22,7 @@ from services.catalog.control_api import create_control_app
 from services.catalog.control_plane import ControlPlane
 from services.catalog.control_store import ControlStore
 from services.catalog.convergence import owe_everything, revoke_strays
+from services.catalog.ingest_gateway import IngestGateway
 from services.catalog.outbox_relay import OutboxRelay
 from services.catalog.registry_api import create_registry_app
 from services.catalog.registry_auth import user_login
@@ -84,11 +85,14 @@ def authority_token_file(settings: Settings) -> Path:
 
 def build_catalog_app(
     settings: Settings, registry: SchemaRegistryStore, plane: ControlPlane, relay: OutboxRelay
-) -> FastAPI:
+) -> tuple[FastAPI, IngestGateway]:
+    """The service's app: the registry, the control API, and pushed changes (HTTP push)."""
     app = create_registry_app(registry, user_login(settings, plane.store))
-    instrument(app, CollectorRegistry())
-    app.mount("/api", create_control_app(plane, relay, settings.preview_rate))
-    return app
+    metrics = CollectorRegistry()
+    instrument(app, metrics)
+    ingest = IngestGateway(settings, metrics)
+    app.mount("/api", create_control_app(plane, relay, settings.preview_rate, ingest))
+    return app, ingest
 
 
 def _sweep_expired(plane: ControlPlane, relay: OutboxRelay, stop: threading.Event) -> None:
@@ -116,7 +120,7 @@ def main() -> None:
         settings.printable_url(settings.schema_store_url),
         settings.printable_url(settings.control_url),
     )
-    app = build_catalog_app(settings, registry, plane, relay)
+    app, ingest = build_catalog_app(settings, registry, plane, relay)
     config = uvicorn.Config(
         app,
         host=settings.registry_host,
@@ -129,6 +133,8 @@ def main() -> None:
         uvicorn.Server(config).run()
     finally:
         stop.set()
+        if ingest is not None:
+            ingest.close()
         relay.stop()
         registry.close()
         plane.store.close()

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from services.catalog.catalog_files import export_files, import_files
 from services.catalog.control_plane import ControlPlane
+from services.catalog.ingest_gateway import IngestGateway, IngestUnavailable, UnknownResource
 from services.catalog.outbox_relay import OutboxRelay
 from services.catalog.preview_limit import PreviewLimiter, TooManyPreviews
 from services.catalog.users import Unauthenticated, add_user, remove_user, rotate_token, token_actor
@@ -45,6 +46,7 @@ bearer = HTTPBearer(auto_error=False)
 PUBLISH_WAIT_S = 0.5
 Publication = Literal["published", "pending"]
 DEFAULT_PREVIEW_RATE = "20/minute"
+PUSH_MAX = 5000  # changes per pushed batch
 
 
 def _plane(request: Request) -> ControlPlane:
@@ -108,6 +110,19 @@ class Preview(BaseModel):
     samples: list[dict[str, Any]] = Field(min_length=1, max_length=100)
 
 
+class Pushed(BaseModel):
+    """A provider's batch: each change has ``op`` (c/u/d), ``after`` and/or ``before``, and
+    optionally its ``position`` in the provider's system and ``source_ts_ms``."""
+
+    changes: list[Any] = Field(min_length=1, max_length=PUSH_MAX)
+
+
+class PushReply(BaseModel):
+    accepted: int
+    event_ids: list[str]
+    rejected: list[dict[str, Any]]
+
+
 class Samples(BaseModel):
     samples: list[dict[str, Any]] = Field(min_length=1, max_length=100)
 
@@ -134,7 +149,10 @@ class IssuedTokenReply(BaseModel):
 
 
 def create_control_app(
-    plane: ControlPlane, relay: OutboxRelay | None = None, preview_rate: str = DEFAULT_PREVIEW_RATE
+    plane: ControlPlane,
+    relay: OutboxRelay | None = None,
+    preview_rate: str = DEFAULT_PREVIEW_RATE,
+    ingest: IngestGateway | None = None,
 ) -> FastAPI:
     previews = PreviewLimiter(preview_rate)
     app = FastAPI(
@@ -264,6 +282,30 @@ def create_control_app(
     ) -> list[dict[str, Any]]:
         _require(actor, Role.AUTHORITY, Role.OPS)
         return plane.store.changes(object_id, min(max(limit, 1), 1000))
+
+    @app.post("/ingest/{resource_id}", status_code=202)
+    def push(resource_id: str, body: Pushed, actor: Who) -> PushReply:
+        """HTTP push: answered once Kafka acknowledged the accepted changes; each rejected one
+        is listed with why (and is on the dead-letter topic)."""
+        _require(actor, Role.PROVIDER)
+        if resource_id.split(".", 1)[0] != actor.department:
+            raise Forbidden(
+                f"{actor.user} pushes for department {actor.department}, whose resources are "
+                f"{actor.department}.*; {resource_id} belongs to another department"
+            )
+        if ingest is None:
+            raise IngestUnavailable("this service takes no pushed changes")
+        try:
+            result = ingest.push(actor.department, actor.user, resource_id, body.changes)
+        except UnknownResource as exc:
+            raise NotFound(str(exc)) from exc
+        return PushReply(
+            accepted=len(result.event_ids), event_ids=result.event_ids, rejected=result.rejected
+        )
+
+    @app.exception_handler(IngestUnavailable)
+    async def _unavailable(_r: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 503, {"Retry-After": "5"})
 
     @app.exception_handler(Unauthenticated)
     async def _unauthenticated(_r: Request, exc: Exception) -> JSONResponse:

@@ -29,6 +29,7 @@ from services.common.topics import CATALOG, key_subject, value_subject
 from services.ingest.validation import Problem, mask_failed_value, record_problem
 
 STAGE = "ingest"
+EVENT_ID_NAMESPACE = uuid.UUID("6f1c4c57-2d1e-4d0e-9a57-3f6b1b0c9e21")
 
 
 @dataclass(frozen=True)
@@ -167,28 +168,41 @@ class ChangePublisher:
     def resource_ids(self) -> list[str]:
         return [r.resource_id for r in self._view.records()]
 
-    def publish(self, change: Change, on_delivery=None) -> str | None:
+    def record(self, resource_id: str) -> CatalogRecord | None:
+        """The resource's current catalog record (adapters map and convert source rows by it)."""
+        self.refresh()
+        return self._view.get(resource_id)
+
+    def publish(self, change: Change, on_delivery=None, event_id: str | None = None) -> str | None:
         """Queue the change; returns its event id, or None when it was dead-lettered."""
+        outcome = self.submit(change, on_delivery, event_id)
+        return outcome if isinstance(outcome, str) else None
+
+    def submit(
+        self, change: Change, on_delivery=None, event_id: str | None = None
+    ) -> str | Problem:
+        """Queue the change: its event id (``event_id``, else a new one), or the problem it was
+        dead-lettered for."""
         self.refresh()
         rc = self._codecs.get(change.resource)
         if rc is None:
             rc = self._codec_for(change)
             if isinstance(rc, Problem):
-                return self._dead(change, None, rc)
+                return self.reject(change, rc)
         problem = change_problem(change, rc)
         if problem:
-            return self._dead(change, rc.entry, problem)
-        event_id = str(uuid.uuid4())
+            return self.reject(change, problem, rc.entry)
+        event_id = event_id or str(uuid.uuid4())
         envelope = make_envelope(change, rc.entry, int(self._clock() * 1000), event_id)
         row = change.after if change.after is not None else change.before
         try:
             key = rc.encode_key({k: row[k] for k in rc.entry.key_fields})
             value = rc.encode_envelope(envelope)
         except EncodeError as exc:
-            return self._dead(change, rc.entry, Problem(exc.reason, exc.detail[:500]))
+            return self.reject(change, Problem(exc.reason, exc.detail[:500]), rc.entry)
         if len(value) + len(key) > self._max_bytes:
             problem = Problem("oversized", f"{len(value)} bytes > {self._max_bytes}")
-            return self._dead(change, rc.entry, problem)
+            return self.reject(change, problem, rc.entry)
         while True:
             try:
                 self._producer.produce(rc.entry.topic, value, key, on_delivery=on_delivery)
@@ -214,9 +228,24 @@ class ChangePublisher:
         self._codecs[rid] = rc
         return rc
 
-    def _dead(self, change: Change, entry: CatalogEntry | None, problem: Problem) -> None:
+    def reject(
+        self, change: Change, problem: Problem, entry: CatalogEntry | None = None
+    ) -> Problem:
+        """Dead-letter the change with the problem's reason; adapters reject what they cannot
+        even turn into a change (a row without its key, an unknown op) here too."""
+        if entry is None:
+            record = self._view.get(change.resource)
+            entry = record.resource if record is not None else None
         body = dead_letter_body(change, entry, problem)
         letter = DeadLetter(STAGE, problem.reason, problem.detail, change.resource.encode(), body)
         produce_dead_letter(self._producer, letter)
         self._metrics.dead_letters.labels(STAGE, problem.reason).inc()
-        return None
+        return problem
+
+
+def source_event_id(change: Change) -> str:
+    """An event id derived from the change's place in its source, so a replay of the same
+    source position carries the same id and the sink recognises it."""
+    return str(
+        uuid.uuid5(EVENT_ID_NAMESPACE, f"{change.resource}|{change.system}|{change.position}")
+    )
