@@ -16,6 +16,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from bench_bus import REPO, BenchBus, Lane, output_topic_spec, wait_for_group
@@ -90,7 +91,7 @@ def start_lane(bus: BenchBus, lane: Lane, procs: list[subprocess.Popen]) -> Sett
     """The lane's topics, and its processes joined in one stable group."""
     settings = bus.settings(lane)
     create_lane_topics(settings, lane)
-    wait_for_group(settings, lane.group, len(procs), lambda: check_alive(bus, lane, procs))
+    wait_for_group(settings, lane.group, len(procs), partial(check_alive, bus, lane, procs))
     return settings
 
 
@@ -101,7 +102,9 @@ def run_lane(
     with processes(bus, lane, command, count) as procs:
         settings = start_lane(bus, lane, procs)
         fill(settings, lane.source, events)
-        return outputs(settings, lane.deliveries, len(events) * lane.consumers, OUTPUT_TIMEOUT_S)
+        expected = len(events) * lane.consumers
+        alive = partial(check_alive, bus, lane, procs)
+        return outputs(settings, lane.deliveries, expected, OUTPUT_TIMEOUT_S, alive)
 
 
 def run_passthrough(bus: BenchBus, lane: Lane, events: list[Event]) -> Outputs:

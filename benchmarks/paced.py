@@ -11,47 +11,24 @@ the delivery. Latencies go into an HdrHistogram (1 ms to 1 h, 3 significant digi
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psutil
-from bench_io import Event, wait_for_outputs
+from bench_io import ID_LENGTH, Template, wait_for_outputs
 from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME
 from hdrh.histogram import HdrHistogram
 
 from services.common.kafka_clients import make_producer
-from services.common.serde import AvroCodec
 from services.common.settings import Settings
 from services.common.topic_reader import read_range
 
 TICK_S = 0.01
-ID_LENGTH = 36  # a uuid4 string, as the publisher writes event ids
 # A delivery's value (plan.py): wire header (5 bytes), op (a one-character string: length
 # byte, character), then event_id (length byte 2*36 as an Avro zigzag long, characters).
 EVENT_ID_AT = 8
 EVENT_ID_LENGTH_BYTE = 2 * ID_LENGTH
 SENT_DIGITS = 13
-
-
-@dataclass
-class Template:
-    """One source record, with where its event id sits in the value."""
-
-    key: bytes
-    head: bytes
-    tail: bytes
-
-    def with_id(self, event_id: bytes) -> bytes:
-        return self.head + event_id + self.tail
-
-
-def templates(codec: AvroCodec, events: list[Event]) -> list[Template]:
-    out = []
-    for key, value in events:
-        event_id = codec.decode(value)["event_id"].encode()
-        assert len(event_id) == ID_LENGTH and value.count(event_id) == 1
-        at = value.index(event_id)
-        out.append(Template(key, value[:at], value[at + ID_LENGTH :]))
-    return out
 
 
 def event_id(sent_ms: int, seq: int) -> bytes:
@@ -108,9 +85,11 @@ def replay(
     return soak
 
 
-def latencies(settings: Settings, topics: list[str], expected: int) -> HdrHistogram:
+def latencies(
+    settings: Settings, topics: list[str], expected: int, alive: Callable[[], None]
+) -> HdrHistogram:
     """The latency of every delivery on ``topics`` (once all ``expected`` are there)."""
-    ends = wait_for_outputs(settings, topics, expected, 600)
+    ends = wait_for_outputs(settings, topics, expected, 600, alive)
     histogram = HdrHistogram(1, 3_600_000, 3)
     for m in read_range(settings, {}, ends):
         kind, appended_ms = m.timestamp()

@@ -25,20 +25,22 @@ import os
 import shutil
 import tempfile
 import uuid
+from functools import partial
 from pathlib import Path
 
 from bench_bus import REPO, RESOURCE, BenchBus, Lane
-from bench_io import Outputs, load_events
+from bench_io import Outputs, load_events, templates
 from contenders import (
     FAUST_AGENT,
     QUIX,
     ROUTER,
+    check_alive,
     processes,
     run_lane,
     run_passthrough,
     start_lane,
 )
-from paced import latencies, replay, templates
+from paced import latencies, replay
 
 from services.common.registry_client import make_registry_client
 from services.common.serde import AvroCodec
@@ -84,7 +86,8 @@ def soak(bus: BenchBus, lane: Lane, events, rate: float, seconds: float) -> dict
         settings = start_lane(bus, lane, procs)
         source = templates(AvroCodec(make_registry_client(settings)), events)
         run = replay(settings, lane.source, source, rate, seconds, procs[0].pid)
-        histogram = latencies(settings, lane.deliveries, run.sent)
+        alive = partial(check_alive, bus, lane, procs)
+        histogram = latencies(settings, lane.deliveries, run.sent, alive)
     return {
         "latency_rate_events_per_s": round(rate),
         "latency_events": run.sent,
