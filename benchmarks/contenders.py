@@ -64,7 +64,7 @@ def processes(
                         stdout=out,
                         stderr=subprocess.STDOUT,
                         start_new_session=True,
-                        cwd=REPO,
+                        cwd=bus.work,  # Faust writes its data dir (<group>-data) here
                     )
                 )
         yield procs
