@@ -4,7 +4,7 @@
     make bench QUICK=1      # the soak shortened to 30 s
     python benchmarks/router_bench.py --events 100000 [--quick] [--soak-s 600]
 
-Loads N realistic resident-population change events once through the publisher, then replays
+Loads N realistic resident-population change events once (bench_io.load_events), then replays
 their bytes to each contender, in this order, each in a lane of its own (contenders.py):
   passthrough   confluent-kafka: consume, produce the same bytes, flush, commit
   router        the govbus router process, 1 grant per event
@@ -64,8 +64,6 @@ def lanes_of(tag: str) -> dict[str, Lane]:
 
 
 def throughput(bus: BenchBus, lanes: dict[str, Lane], events) -> dict[str, Outputs]:
-    if not Path(QUIX[0]).exists():
-        raise SystemExit("no .venv-quix: run `make quix-venv` (make bench does)")
     runs = {"passthrough": lambda: run_passthrough(bus, lanes["passthrough"], events)}
     runs["router"] = lambda: run_lane(bus, lanes["router"], ROUTER, events)
     runs["fanout4"] = lambda: run_lane(bus, lanes["fanout4"], ROUTER, events)
@@ -153,6 +151,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help=f"soak {QUICK_SOAK_S} s, not 600")
     parser.add_argument("--soak-s", type=float, help="length of the half-load run")
     args = parser.parse_args()
+    if not Path(QUIX[0]).exists():
+        raise SystemExit("no .venv-quix: run `make quix-venv` (make bench does)")
     soak_s = args.soak_s or (QUICK_SOAK_S if args.quick else FULL_SOAK_S)
     tag = uuid.uuid4().hex[:6]
     lanes = lanes_of(tag)
