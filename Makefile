@@ -6,8 +6,14 @@ STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 KAFKA  := bash deploy/kafka/kafka.sh
 PG     := bash deploy/postgres/pg.sh
 EVENTS ?= 5000
+QUICK  ?=
+# The Quix Streams peer of `make bench` has its own virtualenv: quixstreams caps confluent-kafka
+# below the project's pin.
+QUIX_VENV  := .venv-quix
+QUIX_REQS  := benchmarks/quix/requirements.txt
+QUIX_STAMP := $(QUIX_VENV)/.installed-$(shell sha256sum $(QUIX_REQS) | cut -c1-12)
 
-.PHONY: install broker broker-stop postgres postgres-stop run demo test unit integration bench \
+.PHONY: install broker broker-stop postgres postgres-stop run demo test unit integration bench quix-venv \
 	bench-store bench-backfill lint format clean
 
 $(STAMP): pyproject.toml
@@ -51,8 +57,18 @@ unit: install
 integration: install
 	$(BIN)/pytest -q tests/integration
 
-bench: install
-	@bash deploy/with-broker.sh $(BIN)/python benchmarks/router_throughput.py
+$(QUIX_STAMP): $(QUIX_REQS)
+	$(PYTHON) -m venv $(QUIX_VENV)
+	$(QUIX_VENV)/bin/pip install -q --upgrade pip
+	$(QUIX_VENV)/bin/pip install -q -r $(QUIX_REQS)
+	@rm -f $(QUIX_VENV)/.installed-* && touch $@
+
+quix-venv: $(QUIX_STAMP)
+
+# Every router figure in one run on one broker (benchmarks/router_bench.py); QUICK=1 shortens
+# the 10-minute soak at half load to 30 s.
+bench: install $(QUIX_STAMP)
+	@bash deploy/with-broker.sh $(BIN)/python benchmarks/router_bench.py $(if $(QUICK),--quick)
 
 # The central store's upsert path against a raw COPY, on the project's own PostgreSQL.
 bench-store: install
