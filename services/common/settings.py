@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # Master secret for per-consumer HMAC keys; the demo default is public, so real
     # deployments must set it.
     mask_secret: SecretStr = SecretStr("govbus-demo-mask-secret-change-me")
+    # The authority's key for the audit trail's HMAC chains: whoever can write govbus.audit but
+    # lacks it cannot forge a record that verifies. The demo default is public.
+    audit_key: SecretStr = SecretStr("govbus-demo-audit-key-change-me")
     # Source topics the router and sink follow (``gov.<provider>.<resource>``).
     source_pattern: str = r"^gov\..+\..+"
     router_group: str = "govbus-router"
@@ -106,7 +109,8 @@ class Settings(BaseSettings):
 
     def __repr_args__(self):  # secrets stay masked when printed
         for key, value in super().__repr_args__():
-            secret = key in ("mask_secret", "token", "authority_token") and value is not None
+            secrets = ("mask_secret", "audit_key", "token", "authority_token")
+            secret = key in secrets and value is not None
             yield key, ("**********" if secret else value)
 
 

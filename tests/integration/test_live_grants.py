@@ -10,7 +10,6 @@ import json
 import time
 from collections import Counter
 
-from services.common.audit import first_broken_link
 from services.common.catalog import FieldSpec, GrantState, Sensitivity
 from services.common.catalog_feed import CatalogRecord
 from services.common.grant_feed import GrantRecord
@@ -19,7 +18,7 @@ from services.common.plan import compile_plan, plan_delivery
 from services.common.registry_client import make_registry_client
 from services.common.serde import AvroCodec
 from services.common.topic_reader import end_offsets
-from services.common.topics import AUDIT, BACKFILLS
+from services.common.topics import BACKFILLS
 from services.ingest.publisher import Change
 from services.router.backfill import backfill_deliveries, latest_states
 from tests.integration.conftest import wait_until
@@ -31,6 +30,7 @@ from tests.integration.flow import (
     grant_records,
     publish,
     read_topics,
+    verified_audit,
 )
 from tests.integration.seed import publish_records
 from tests.integration.test_end_to_end import wait_drained_router
@@ -159,8 +159,7 @@ def test_activation_backfills_the_current_state_then_live_changes_without_gap_or
     assert len({json.dumps(d.key) for d in wanted_backfill}) == len(wanted_backfill)  # one per key
     assert completion["delivered"] == len(sent)
 
-    audit = [json.loads(m.value()) for m in read_topics(s, [AUDIT])]
-    assert first_broken_link(audit) is None
+    audit = verified_audit(s)
     mine = [r for r in audit if r["grant_id"] == late.grant.id]
     assert {e for r in mine if r["kind"] == "backfill" for e in r["event_ids"]} == backfill_ids
     live_ids = {d.value["event_id"] for d in wanted_live}

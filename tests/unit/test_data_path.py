@@ -8,6 +8,7 @@ import threading
 import pytest
 from prometheus_client import CollectorRegistry
 
+from services.common.audit import AuditChain
 from services.common.catalog import GrantState
 from services.common.catalog_feed import CatalogRecord
 from services.common.dead_letter import header_map
@@ -91,7 +92,7 @@ class Rig:
             self.consumer,
             router,
             sync,
-            OutputWriter(self.producer),
+            OutputWriter(self.producer, AuditChain(b"test")),
             metrics,
             self.catalog,
             self.grants,
