@@ -131,16 +131,49 @@ def snapshot_dead_letter(
     )
 
 
-def completion(
-    grant_id: str, backfill_id: str, upto: Mapping[Partition, int], delivered: int, failed: int
+def progress_key(backfill_id: str, partition: Partition) -> str:
+    """Key of one partition's backfill progress on ``govbus.backfills`` (compacted)."""
+    topic, number = partition
+    return f"{backfill_id}#{topic}:{number}"
+
+
+def progress(
+    grant_id: str,
+    backfill_id: str,
+    partition: Partition,
+    seam_offset: int,
+    after: list[Any] | None,
+    delivered: int,
+    failed: int,
+    done: bool,
 ) -> dict[str, Any]:
-    """The record of a completed backfill on ``govbus.backfills`` (keyed by backfill id)."""
+    """One partition's backfill progress: every key up to ``after`` (key order) is acknowledged,
+    or, ``done``, all of them. Keyed by :func:`progress_key`."""
+    topic, number = partition
     return {
         "grant_id": grant_id,
         "backfill_id": backfill_id,
         "from": "central_store",
-        "seam": {f"{t}:{p}": off for (t, p), off in sorted(upto.items())},
+        "partition": f"{topic}:{number}",
+        "seam": {f"{topic}:{number}": seam_offset},
+        "after": after,
         "delivered": delivered,
         "dead_lettered": failed,
+        "done": done,
         "ts_ms": int(time.time() * 1000),
     }
+
+
+def resume_after(record: Mapping[str, Any] | None, seam_offset: int) -> list[Any] | None:
+    """Where a partition's backfill goes on from after its owner changed or it failed: after
+    the last key acknowledged, when the earlier run's seam is at or below this run's seam.
+
+    Why that is exact: the earlier run's consumer has every key up to ``after`` as of its
+    seam, and every change since (the grant was routed live from that seam on, and the new
+    seam is where the old owner's commits ended). Keys past ``after`` get the state below the
+    new seam, which is never older than what went live before it.
+    """
+    if not record or record.get("done") or record.get("after") is None:
+        return None
+    (earlier,) = record["seam"].values()
+    return record["after"] if earlier <= seam_offset else None

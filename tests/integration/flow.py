@@ -25,7 +25,7 @@ from services.common.registry_client import make_registry_client
 from services.common.serde import AvroCodec
 from services.common.settings import Settings
 from services.common.topic_reader import end_offsets, read_range
-from services.common.topics import AUDIT, CATALOG, GRANTS
+from services.common.topics import AUDIT, BACKFILLS, CATALOG, GRANTS
 from services.ingest.demo_data import DemoFeed
 from services.ingest.feed import build_publisher
 from services.ingest.publisher import Change
@@ -158,3 +158,18 @@ def verified_audit(settings: Settings) -> list[dict]:
     report = verify_chains(raw, settings.audit_key.get_secret_value().encode())
     assert report.ok, [str(b) for b in report.breaks]
     return [json.loads(m.value()) for m in messages]
+
+
+def backfill_completion(settings: Settings, backfill_id: str) -> dict | None:
+    """A backfill's partitions recorded done on ``govbus.backfills``, merged: every seam and
+    the total delivered (None when no partition is done)."""
+    latest = {m.key(): m.value() for m in read_topics(settings, [BACKFILLS])}
+    done = [json.loads(v) for v in latest.values() if v is not None]
+    done = [d for d in done if d["backfill_id"] == backfill_id and d["done"]]
+    if not done:
+        return None
+    return {
+        "seam": {p: off for d in done for p, off in d["seam"].items()},
+        "delivered": sum(d["delivered"] for d in done),
+        "dead_lettered": sum(d["dead_lettered"] for d in done),
+    }

@@ -18,12 +18,12 @@ from services.common.plan import compile_plan, plan_delivery
 from services.common.registry_client import make_registry_client
 from services.common.serde import AvroCodec
 from services.common.topic_reader import end_offsets
-from services.common.topics import BACKFILLS
 from services.ingest.publisher import Change
 from services.router.backfill import backfill_deliveries, latest_states
 from tests.integration.conftest import wait_until
 from tests.integration.flow import (
     Feeder,
+    backfill_completion,
     catalog_records,
     decode_all,
     demo_changes,
@@ -69,13 +69,9 @@ def _wait_for_first_record(bus, topic: str, timeout_s: float = 30.0) -> float:
 
 
 def _completion(bus, grant_id: str) -> dict:
-    found = [
-        json.loads(m.value())
-        for m in read_topics(bus.settings, [BACKFILLS])
-        if m.key() == grant_id.encode() and m.value() is not None
-    ]
+    found = backfill_completion(bus.settings, grant_id)
     assert found, f"no backfill completion for {grant_id}"
-    return found[-1]
+    return found
 
 
 def test_activation_backfills_the_current_state_then_live_changes_without_gap_or_double(bus):

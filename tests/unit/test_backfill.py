@@ -11,6 +11,9 @@ from services.common.serde import EncodeError
 from services.router.backfill import (
     backfill_deliveries,
     latest_states,
+    progress,
+    progress_key,
+    resume_after,
     seam,
     snapshot_dead_letter,
     snapshot_event,
@@ -102,14 +105,17 @@ def test_a_record_the_plan_cannot_deliver_is_reported_not_raised():
 
 def test_a_snapshot_never_follows_the_live_delivery_of_its_key():
     gate, out = KeyGate(), []
+    job, other_job = threading.Event(), threading.Event()
     gate.live(b"k1", lambda: out.append("live k1"))
-    gate.snapshot(b"k1", lambda: out.append("snap k1"))  # older than what went live: skipped
-    gate.snapshot(b"k2", lambda: out.append("snap k2"))
+    assert gate.went_live(b"k1") and not gate.went_live(b"k2")
+    gate.snapshot(b"k1", lambda: out.append("snap k1"), job)  # older than the live: skipped
+    gate.snapshot(b"k2", lambda: out.append("snap k2"), job)
     gate.live(b"k2", lambda: out.append("live k2"))  # after its snapshot: delivered
-    gate.close()
-    gate.snapshot(b"k3", lambda: out.append("snap k3"))  # a stopped backfill sends nothing
+    gate.stop(job)  # its partition was handed over: that job sends nothing more
+    gate.snapshot(b"k3", lambda: out.append("snap k3"), job)
+    gate.snapshot(b"k4", lambda: out.append("snap k4"), other_job)  # another partition's job
     gate.live(b"k3", lambda: out.append("live k3"))  # live always goes out
-    assert out == ["live k1", "snap k2", "live k2", "live k3"]
+    assert out == ["live k1", "snap k2", "live k2", "snap k4", "live k3"]
 
 
 def test_live_waits_while_the_snapshot_of_its_key_is_being_produced():
@@ -128,7 +134,7 @@ def test_live_waits_while_the_snapshot_of_its_key_is_being_produced():
         threads.append(racer)
 
     threads: list[threading.Thread] = []
-    gate.snapshot(b"k", snapshot_produce)
+    gate.snapshot(b"k", snapshot_produce, threading.Event())
     threads[0].join(timeout=10)
     assert out == ["snap", "live"]
 
@@ -148,3 +154,16 @@ def test_a_failed_snapshot_is_a_dead_letter_naming_the_grant_and_the_stored_chan
     assert dict(letter.headers())["govbus.grant"] == b"g-1"
     assert snapshot_failure(KeyError("gender")) == ("missing_field", "record lacks field 'gender'")
     assert snapshot_failure(EncodeError("schema_mismatch", "bad"))[0] == "schema_mismatch"
+
+
+def test_a_partitions_backfill_goes_on_after_its_last_key_only_from_an_earlier_or_equal_seam():
+    part = ("gov.psb.resident_population", 1)
+    assert progress_key("g@2", part) == "g@2#gov.psb.resident_population:1"
+    begun = progress("g", "g@2", part, 100, ["34010119900101001X"], 2000, 1, done=False)
+    assert begun["seam"] == {"gov.psb.resident_population:1": 100}
+    assert resume_after(begun, 100) == ["34010119900101001X"]
+    assert resume_after(begun, 250) == ["34010119900101001X"]  # the new owner's later seam
+    assert resume_after(begun, 99) is None  # offsets went back: start over
+    assert resume_after({**begun, "done": True}, 250) is None
+    assert resume_after(progress("g", "g", part, 5, None, 0, 0, False), 5) is None
+    assert resume_after(None, 5) is None
