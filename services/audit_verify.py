@@ -20,7 +20,7 @@ from services.common.settings import Settings, load_settings
 from services.common.topic_reader import end_offsets, read_range, topic_names
 from services.common.topics import AUDIT
 
-DELIVERY_TOPICS = re.compile(r"^deliver\.")
+DELIVERY_TOPICS = r"^deliver\."
 SHOWN = 10  # problems named in the summary, of each kind
 
 
@@ -66,8 +66,10 @@ def _position(msg) -> Position:
     return (msg.topic(), msg.partition(), msg.offset())
 
 
-def read_deliveries(settings: Settings, codec: AvroCodec) -> Iterator[Delivery]:
-    topics = [t for t in topic_names(settings) if DELIVERY_TOPICS.match(t)]
+def read_deliveries(
+    settings: Settings, codec: AvroCodec, pattern: re.Pattern[str]
+) -> Iterator[Delivery]:
+    topics = [t for t in topic_names(settings) if pattern.match(t)]
     for msg in read_range(settings, {}, end_offsets(settings, topics)):
         if msg.value() is None:  # a tombstone carries no delivery
             continue
@@ -78,20 +80,24 @@ def read_deliveries(settings: Settings, codec: AvroCodec) -> Iterator[Delivery]:
             yield Delivery(_position(msg), None, None, f"unreadable delivery: {exc}")
 
 
-def verify_bus(settings: Settings) -> Verdict:
+def verify_bus(
+    settings: Settings, deliveries: str = DELIVERY_TOPICS, audit_topic: str = AUDIT
+) -> Verdict:
+    """Every chain on ``audit_topic``, and every delivery on the topics ``deliveries`` (a
+    regular expression) matches."""
     key = settings.audit_key.get_secret_value().encode()
-    audit = read_range(settings, {}, end_offsets(settings, [AUDIT]))
+    audit = read_range(settings, {}, end_offsets(settings, [audit_topic]))
     chains = verify_chains(((_position(m), m.value()) for m in audit), key)
     verdict = Verdict(chains)
     codec = AvroCodec(make_registry_client(settings))
-    deliveries = list(read_deliveries(settings, codec))
-    verdict.deliveries = len(deliveries)
-    verdict.uncovered = uncovered(deliveries, chains.covered)
+    read = list(read_deliveries(settings, codec, re.compile(deliveries)))
+    verdict.deliveries = len(read)
+    verdict.uncovered = uncovered(read, chains.covered)
     return verdict
 
 
-def _verify(_args: argparse.Namespace) -> int:
-    verdict = verify_bus(load_settings())
+def _verify(args: argparse.Namespace) -> int:
+    verdict = verify_bus(load_settings(), args.deliveries)
     print("\n".join(verdict.summary()))
     print("audit verify: OK" if verdict.ok else "audit verify: FAILED")
     return 0 if verdict.ok else 1
@@ -111,5 +117,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     verify = audit.add_parser(
         "verify",
         help="check every audit chain with the audit key, and that every delivery is audited",
+    )
+    verify.add_argument(
+        "--deliveries",
+        default=DELIVERY_TOPICS,
+        metavar="REGEX",
+        help="the delivery topics to check (default: every deliver.* topic)",
     )
     verify.set_defaults(func=_verify)

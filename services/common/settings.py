@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # Source topics the router and sink follow (``gov.<provider>.<resource>``).
     source_pattern: str = r"^gov\..+\..+"
     router_group: str = "govbus-router"
+    # How soon the group gives a dead router's partitions to the others (librdkafka's default;
+    # the broker's group.min.session.timeout.ms, 6 s by default, is the floor).
+    router_session_timeout_ms: int = Field(45_000, ge=1000)
     sink_group: str = "govbus-central-store"
     router_metrics_port: int = Field(9101, ge=0, le=65535)
     sink_metrics_port: int = Field(9102, ge=0, le=65535)

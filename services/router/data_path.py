@@ -67,6 +67,7 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
+            "session.timeout.ms": settings.router_session_timeout_ms,
         }
     )
 
