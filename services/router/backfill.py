@@ -141,22 +141,22 @@ def progress(
     grant_id: str,
     backfill_id: str,
     partition: Partition,
-    seam_offset: int,
-    after: list[Any] | None,
+    resume: Resume,
     delivered: int,
     failed: int,
     done: bool,
 ) -> dict[str, Any]:
-    """One partition's backfill progress: every key up to ``after`` (key order) is acknowledged,
-    or, ``done``, all of them. Keyed by :func:`progress_key`."""
+    """One partition's backfill progress, keyed by :func:`progress_key`: every change of the
+    partition from ``live_from`` on went out live, and every key up to ``after`` (key order) is
+    done; ``done``: all of them."""
     topic, number = partition
     return {
         "grant_id": grant_id,
         "backfill_id": backfill_id,
         "from": "central_store",
         "partition": f"{topic}:{number}",
-        "seam": {f"{topic}:{number}": seam_offset},
-        "after": after,
+        "seam": {f"{topic}:{number}": resume.live_from},
+        "after": resume.after,
         "delivered": delivered,
         "dead_lettered": failed,
         "done": done,
@@ -164,16 +164,33 @@ def progress(
     }
 
 
-def resume_after(record: Mapping[str, Any] | None, seam_offset: int) -> list[Any] | None:
-    """Where a partition's backfill goes on from after its owner changed or it failed: after
-    the last key acknowledged, when the earlier run's seam is at or below this run's seam.
+@dataclass(frozen=True)
+class Resume:
+    """Where a partition's backfill stands: changes from ``live_from`` on went out live (the
+    first owner's seam), keys up to ``after`` are done (None: none yet)."""
 
-    Why that is exact: the earlier run's consumer has every key up to ``after`` as of its
-    seam, and every change since (the grant was routed live from that seam on, and the new
-    seam is where the old owner's commits ended). Keys past ``after`` get the state below the
-    new seam, which is never older than what went live before it.
+    live_from: int
+    after: list[Any] | None = None
+
+    def sent_live(self, offset: int) -> bool:
+        """Whether the change at ``offset`` (a key's latest below this run's seam) went out live:
+        its snapshot would only repeat it."""
+        return offset >= self.live_from
+
+
+def resume(record: Mapping[str, Any] | None, seam_offset: int) -> Resume:
+    """Where a partition's backfill goes on, with this run's seam, after its owner changed or it
+    failed: from the earlier run's record, when that run's seam is at or below this one.
+
+    Why that is exact: from the first run's seam on, every change of the partition was routed
+    live with the grant (by whichever router owned it), and the new seam is where the earlier
+    owner's commits ended. So a key whose latest change below the new seam is at or past the
+    first seam has that change already; every other key gets its state below the new seam, and
+    keys up to ``after`` are done.
     """
-    if not record or record.get("done") or record.get("after") is None:
-        return None
-    (earlier,) = record["seam"].values()
-    return record["after"] if earlier <= seam_offset else None
+    if not record or record.get("done"):
+        return Resume(seam_offset)
+    (first,) = record["seam"].values()
+    if first > seam_offset:  # the group's offsets went back: start over
+        return Resume(seam_offset)
+    return Resume(first, record.get("after"))

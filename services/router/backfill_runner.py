@@ -11,7 +11,8 @@ every change of its partition below the seam, then reads that state from the sto
 ``r``). A page is audited (kind ``backfill``) before it is sent, then acknowledged, then its
 progress goes to the compacted ``govbus.backfills`` (keyed per backfill and partition): the last
 key done, and at the end ``done``. A partition revoked mid-backfill stops there; its new owner
-goes on after the last key recorded (``resume_after``), so at most one page is sent twice.
+goes on after the last key recorded, and skips keys whose latest change the earlier owners
+routed live (``resume``), so at most one page is sent twice.
 
 Ordering per key: a key the live path has delivered since the seam never then receives the older
 snapshot. Live and backfill records of one grant go through the grant's gate and the same
@@ -43,9 +44,10 @@ from services.common.store_reader import StateRow, StoreState, behind, store_pos
 from services.common.topics import BACKFILLS, CATALOG
 from services.router.backfill import (
     Partition,
+    Resume,
     progress,
     progress_key,
-    resume_after,
+    resume,
     snapshot_dead_letter,
     snapshot_event,
 )
@@ -120,7 +122,7 @@ class _Job:
     partition: Partition
     seam_offset: int
     gate: KeyGate
-    after: list[Any] | None = None  # resume after this key (key field values)
+    resume: Resume
     delivered: int = 0
     failed: int = 0
     stopped: threading.Event = field(default_factory=threading.Event)
@@ -242,13 +244,20 @@ class BackfillRunner:
                 previous = self._jobs.get((grant_id, partition))
                 if previous is not None:
                     previous.stop()
-                job = _Job(record, route, partition, offset, current[1])
-                job.after = resume_after(done, offset)
-                if job.after is not None:
+                job = _Job(record, route, partition, offset, current[1], resume(done, offset))
+                if done is not None:
                     job.delivered, job.failed = done["delivered"], done["dead_lettered"]
+                if job.resume.live_from < offset:
                     log.info(
-                        "grant %s: backfill of %s goes on after %s", grant_id, partition, job.after
+                        "grant %s: backfill of %s taken over: live from %d, after %s",
+                        grant_id,
+                        partition,
+                        job.resume.live_from,
+                        job.resume.after,
                     )
+                # Where it begins, before any live change past the seam is committed (the
+                # checkpoint's flush confirms it): a new owner then knows what went out live.
+                self._record(job, done=False, flush=False)
                 self._jobs[(grant_id, partition)] = job
                 jobs.append(job)
             self._forget_gate(grant_id)
@@ -318,12 +327,12 @@ class BackfillRunner:
         self._wait_for_store(job, catalog.topic)
         log.info("grant %s: backfill from the central store, seam %s", job.grant_id, job.seam)
         state = StoreState(self._engine, catalog, job.seam, self._page_rows)
-        for page in state.pages(job.after):
+        for page in state.pages(job.resume.after):
             job.check()
             if self._router.route_of(job.grant_id) is None:
                 raise BackfillStopped(f"{job.grant_id} is no longer routed")
             self._deliver(job, page, tally)
-            job.after = state.last_key
+            job.resume = Resume(job.resume.live_from, state.last_key)
             self._record(job, done=False)
         job.check()
         self._record(job, done=True)
@@ -383,6 +392,9 @@ class BackfillRunner:
         outs = []
         for row in page:
             tally.rows += 1
+            if job.resume.sent_live(row.offset):  # an earlier owner routed it live
+                tally.live_first += 1
+                continue
             try:
                 delivery = plan_delivery(plan, snapshot_event(row.change()))
                 if delivery is None:  # the row filter holds it back
@@ -417,6 +429,7 @@ class BackfillRunner:
                 tally.live_first += 1
         self._writer.flush(FLUSH_S)
         self._flush_dead_letters()
+        job.check()  # stopped during the page: some of it unsent, so its progress not recorded
 
     def _on_dead_letter(self, err, _msg) -> None:
         if err is not None:
@@ -428,19 +441,19 @@ class BackfillRunner:
             errors, self._dead_letter_errors = self._dead_letter_errors, []
             raise RuntimeError(f"dead letters not acknowledged: {remaining} left, {errors[:3]}")
 
-    def _record(self, job: _Job, done: bool) -> None:
+    def _record(self, job: _Job, done: bool, flush: bool = True) -> None:
         """The partition's progress, once everything before it is acknowledged."""
         backfill_id = job.record.backfill_id
         record = progress(
             job.grant_id,
             backfill_id,
             job.partition,
-            job.seam_offset,
-            job.after,
+            job.resume,
             job.delivered,
             job.failed,
             done,
         )
         key = progress_key(backfill_id, job.partition)
         self._writer.produce(BACKFILLS, json.dumps(record, default=str).encode(), key.encode())
-        self._writer.flush(FLUSH_S)
+        if flush:
+            self._writer.flush(FLUSH_S)

@@ -9,11 +9,12 @@ from services.common.plan import compile_plan, plan_delivery
 from services.common.schemas import value_schema
 from services.common.serde import EncodeError
 from services.router.backfill import (
+    Resume,
     backfill_deliveries,
     latest_states,
     progress,
     progress_key,
-    resume_after,
+    resume,
     seam,
     snapshot_dead_letter,
     snapshot_event,
@@ -156,14 +157,17 @@ def test_a_failed_snapshot_is_a_dead_letter_naming_the_grant_and_the_stored_chan
     assert snapshot_failure(EncodeError("schema_mismatch", "bad"))[0] == "schema_mismatch"
 
 
-def test_a_partitions_backfill_goes_on_after_its_last_key_only_from_an_earlier_or_equal_seam():
+def test_a_partitions_backfill_taken_over_goes_on_after_its_last_key_skipping_what_went_live():
     part = ("gov.psb.resident_population", 1)
     assert progress_key("g@2", part) == "g@2#gov.psb.resident_population:1"
-    begun = progress("g", "g@2", part, 100, ["34010119900101001X"], 2000, 1, done=False)
+    begun = progress("g", "g@2", part, Resume(100, ["34010119900101001X"]), 2000, 1, done=False)
     assert begun["seam"] == {"gov.psb.resident_population:1": 100}
-    assert resume_after(begun, 100) == ["34010119900101001X"]
-    assert resume_after(begun, 250) == ["34010119900101001X"]  # the new owner's later seam
-    assert resume_after(begun, 99) is None  # offsets went back: start over
-    assert resume_after({**begun, "done": True}, 250) is None
-    assert resume_after(progress("g", "g", part, 5, None, 0, 0, False), 5) is None
-    assert resume_after(None, 5) is None
+    taken_over = resume(begun, 250)  # the new owner's seam: where the old owner's commits ended
+    assert taken_over == Resume(100, ["34010119900101001X"])
+    assert taken_over.sent_live(100) and taken_over.sent_live(249)  # routed live since 100
+    assert not taken_over.sent_live(99)  # below the first seam: its snapshot is due
+    assert resume(begun, 99) == Resume(99)  # offsets went back: start over
+    assert resume({**begun, "done": True}, 250) == Resume(250)
+    assert resume(None, 5) == Resume(5)
+    fresh = resume(None, 5)
+    assert not any(fresh.sent_live(o) for o in range(5))  # a fresh run skips nothing below
