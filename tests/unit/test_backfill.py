@@ -20,7 +20,7 @@ from services.router.backfill import (
     snapshot_event,
     snapshot_failure,
 )
-from services.router.backfill_runner import KeyGate
+from services.router.backfill_state import KeyGate
 from tests.unit.fixtures import RESIDENTS, SCHEMAS, catalog, envelope, grant, resident
 
 TOPIC = "gov.psb.resident_population"
