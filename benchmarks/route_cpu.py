@@ -23,6 +23,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from services.common.audit import AuditChain
 from services.common.catalog_feed import CatalogRecord
 from services.common.config_files import load_catalog, load_grants
 from services.common.metrics import BusMetrics
@@ -74,7 +75,7 @@ def build(n: int) -> tuple[Router, BatchForwarder, list[RawMessage]]:
         entry = entries[change.resource]
         value = encoders[change.resource](make_envelope(change, entry, 1_764_000_000_000, f"e{i}"))
         messages.append(RawMessage(entry.topic, 0, i, b"k", value))
-    writer = OutputWriter(DroppingProducer())
+    writer = OutputWriter(DroppingProducer(), AuditChain(b"bench"))
     return router, BatchForwarder(router, writer, BusMetrics(CollectorRegistry())), messages
 
 

@@ -84,6 +84,10 @@ def main(argv: list[str] | None = None) -> None:
 
     add_adapter_commands(sub)
 
+    from services.audit_verify import add_commands as add_audit_commands
+
+    add_audit_commands(sub)
+
     feed = sub.add_parser("feed", help="the demo provider feed (resources from govbus.catalog)")
     add_arguments(feed)
     feed.set_defaults(func=_service("feed"))

@@ -18,6 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 DEMO_MASK_SECRET = "govbus-demo-mask-secret-change-me"
 DEMO_REGISTRY_PASSWORD = "govbus-demo-registry-password"
+DEMO_AUDIT_KEY = "govbus-demo-audit-key-change-me"
 
 
 class ConfigError(RuntimeError):
@@ -62,9 +63,15 @@ class Settings(BaseSettings):
     token_ttl_days: float = Field(90, gt=0)
     # Grant previews per user, in the `limits` notation ("20/minute", "100/hour").
     preview_rate: str = "20/minute"
+    # The authority's key for the audit trail's HMAC chains: whoever can write govbus.audit but
+    # lacks it cannot forge a record that verifies. The demo default is public.
+    audit_key: SecretStr = SecretStr(DEMO_AUDIT_KEY)
     # Source topics the router and sink follow (``gov.<provider>.<resource>``).
     source_pattern: str = r"^gov\..+\..+"
     router_group: str = "govbus-router"
+    # How soon the group gives a dead router's partitions to the others (librdkafka's default;
+    # the broker's group.min.session.timeout.ms, 6 s by default, is the floor).
+    router_session_timeout_ms: int = Field(45_000, ge=1000)
     sink_group: str = "govbus-central-store"
     router_metrics_port: int = Field(9101, ge=0, le=65535)
     sink_metrics_port: int = Field(9102, ge=0, le=65535)
@@ -142,6 +149,7 @@ class Settings(BaseSettings):
             for name, value, demo in (
                 ("GOVBUS_MASK_SECRET", self.mask_secret, DEMO_MASK_SECRET),
                 ("GOVBUS_REGISTRY_PASSWORD", self.registry_password, DEMO_REGISTRY_PASSWORD),
+                ("GOVBUS_AUDIT_KEY", self.audit_key, DEMO_AUDIT_KEY),
             )
             if value.get_secret_value() == demo
         ]
@@ -157,7 +165,7 @@ class Settings(BaseSettings):
             yield key, ("**********" if secret else value)
 
 
-SECRET_SETTINGS = ("mask_secret", "token", "authority_token", "registry_password")
+SECRET_SETTINGS = ("mask_secret", "audit_key", "token", "authority_token", "registry_password")
 
 
 @lru_cache(maxsize=1)

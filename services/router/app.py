@@ -14,7 +14,6 @@ commit, so nothing is lost.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 
@@ -25,7 +24,7 @@ from faust.app.base import BootStrategy
 from prometheus_client import CollectorRegistry
 
 from services.common import catalog_feed, grant_feed
-from services.common.audit import GENESIS
+from services.common.audit import AuditChain
 from services.common.feed import FeedFollower
 from services.common.kafka_clients import (
     bus_topic_specs,
@@ -39,8 +38,7 @@ from services.common.registry_client import make_registry_client
 from services.common.schemas import source_schema
 from services.common.serde import AvroCodec
 from services.common.settings import Settings, load_service_settings
-from services.common.topic_reader import end_offsets, read_range
-from services.common.topics import AUDIT, CATALOG, GRANTS
+from services.common.topics import CATALOG, GRANTS
 from services.router.backfill_runner import BackfillRunner
 from services.router.data_path import DataPath, consumer_config
 from services.router.forwarder import OutputWriter
@@ -50,12 +48,9 @@ from services.router.routing import Router
 log = logging.getLogger("govbus.router")
 
 
-def audit_head(settings: Settings) -> str:
-    """Hash of the last record on the audit topic, where this router's chain continues."""
-    end = end_offsets(settings, [AUDIT])
-    last = {tp: off - 1 for tp, off in end.items() if off > 0}
-    records = [json.loads(m.value()) for m in read_range(settings, last, end)]
-    return records[-1]["hash"] if records else GENESIS
+def new_audit_chain(settings: Settings) -> AuditChain:
+    """This process's own audit chain, keyed with the authority's audit key."""
+    return AuditChain(settings.audit_key.get_secret_value().encode())
 
 
 def build_router(settings: Settings) -> Router:
@@ -74,8 +69,9 @@ def build_data_path(settings: Settings, metrics: BusMetrics) -> DataPath:
     grants.wait_caught_up()
     router = build_router(settings)
     writer = OutputWriter(
-        make_producer(settings, **{"delivery.report.only.error": True}), audit_head(settings)
+        make_producer(settings, **{"delivery.report.only.error": True}), new_audit_chain(settings)
     )
+    log.info("audit chain %s", writer.chain_id)
 
     def ensure_delivery_topics(topics: list[str]) -> None:
         ensure_topics(admin, [delivery_topic_spec(t, settings) for t in topics])

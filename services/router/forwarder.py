@@ -2,7 +2,8 @@
 
 ``OutputWriter`` is shared by the data path and a backfill running in its own thread, so it is
 thread-safe: confluent-kafka's producer is, and the audit chain's head moves under a lock
-together with the produce of the record that extends it, so two writers never fork the chain.
+together with the produce of the record that extends it, so the chain's order is the log's.
+The chain is this writer's own (see ``common/audit.py``): no other process ever extends it.
 Delivery reports come only on error (``delivery.report.only.error``); a failure is sticky:
 every later ``flush`` raises, so no offset is ever committed past it.
 """
@@ -20,7 +21,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Producer
 
-from services.common.audit import GENESIS, seal, share_record
+from services.common.audit import AuditChain, share_record
 from services.common.dead_letter import DeadLetter, produce_dead_letter
 from services.common.metrics import BusMetrics
 from services.common.plan import DeliveryPlan
@@ -44,14 +45,16 @@ class DeliveryFailed(RuntimeError):
 class OutputWriter:
     """Produces outputs, dead letters and chained audit records; ``flush`` confirms them all."""
 
-    def __init__(
-        self, producer: Producer, audit_head: str = GENESIS, audit_topic: str = AUDIT
-    ) -> None:
+    def __init__(self, producer: Producer, chain: AuditChain, audit_topic: str = AUDIT) -> None:
         self._producer = producer
         self._audit_topic = audit_topic
         self._errors: list[KafkaError] = []
         self._audit_lock = threading.Lock()
-        self._audit_head = audit_head  # hash of the last audit record written
+        self._chain = chain
+
+    @property
+    def chain_id(self) -> str:
+        return self._chain.chain
 
     def _on_delivery(self, err: KafkaError | None, _msg) -> None:
         if err is not None:
@@ -83,11 +86,11 @@ class OutputWriter:
             body = share_record(
                 g.id, g.consumer, g.resource, deliveries[i : i + AUDIT_CHUNK], now_ms, kind
             )
-            with self._audit_lock:  # head and produce together: the chain's order is the log's
-                record = seal(body, self._audit_head)
+            with self._audit_lock:  # seal and produce together: the chain's order is the log's
+                record = self._chain.seal(body)
                 value = json.dumps(record, ensure_ascii=False).encode()
-                self.produce(self._audit_topic, value, g.id.encode())
-                self._audit_head = record["hash"]
+                # Keyed by chain: one chain, one partition, in order.
+                self.produce(self._audit_topic, value, self._chain.chain.encode())
 
     def poll(self) -> None:
         self._producer.poll(0)
