@@ -80,6 +80,14 @@ def main(argv: list[str] | None = None) -> None:
     from services.ingest.feed import add_arguments
 
     add_commands(sub)
+    from services.dlq_commands import add_commands as add_dlq_commands
+
+    add_dlq_commands(sub)
+    audit = sub.add_parser("audit", help="the audit trail of shares")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    from services.audit_ledger import add_who_got
+
+    add_who_got(audit_commands)
 
     feed = sub.add_parser("feed", help="the demo provider feed (resources from govbus.catalog)")
     add_arguments(feed)

@@ -31,12 +31,14 @@ def share_record(
     deliveries: list[tuple[str, Mapping[str, Any]]],
     ts_ms: int,
     kind: str = "live",
+    fields: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """One batch of deliveries under one grant: event ids and the keys as delivered (masked).
 
     ``kind`` is "live" for routed changes, "backfill" for the current state sent on activation.
+    ``fields``: each field delivered and its masking method (the citizen data-use ledger).
     """
-    return {
+    body = {
         "kind": kind,
         "grant_id": grant_id,
         "consumer": consumer,
@@ -46,6 +48,9 @@ def share_record(
         "event_ids": [event_id for event_id, _ in deliveries],
         "keys": [dict(key) for _, key in deliveries],
     }
+    if fields is not None:
+        body["fields"] = dict(fields)
+    return body
 
 
 def first_broken_link(records: Iterable[Mapping[str, Any]], start: str = GENESIS) -> int | None:

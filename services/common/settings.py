@@ -5,6 +5,7 @@ Every variable is prefixed ``GOVBUS_`` (``GOVBUS_KAFKA_BOOTSTRAP``, ``GOVBUS_STO
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from functools import lru_cache
 from pathlib import Path
@@ -14,6 +15,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+SECRETS = ("mask_secret", "token", "authority_token", "dlq_private_key")
 
 
 class ConfigError(RuntimeError):
@@ -48,6 +52,11 @@ class Settings(BaseSettings):
     # Master secret for per-consumer HMAC keys; the demo default is public, so real
     # deployments must set it.
     mask_secret: SecretStr = SecretStr("govbus-demo-mask-secret-change-me")
+    # The authority's key pair for dead letters (base64 X25519, ``govbus dlq keygen``): ingest
+    # seals a rejected change's original to the public key; only the private key opens it.
+    # Neither set: one pair kept in ``<data_dir>/dlq-authority.key`` (a single machine).
+    dlq_public_key: str | None = None
+    dlq_private_key: SecretStr | None = None
     # Source topics the router and sink follow (``gov.<provider>.<resource>``).
     source_pattern: str = r"^gov\..+\..+"
     router_group: str = "govbus-router"
@@ -66,6 +75,19 @@ class Settings(BaseSettings):
         for host in value.split(","):
             if ":" not in host:
                 raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+        return value
+
+    @field_validator("dlq_public_key", "dlq_private_key")
+    @classmethod
+    def _is_a_curve25519_key(cls, value):
+        if value is not None:
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            try:
+                raw = base64.b64decode(text, validate=True)
+            except ValueError as exc:
+                raise ValueError("expected a base64 key (govbus dlq keygen makes one)") from exc
+            if len(raw) != 32:
+                raise ValueError(f"expected a 32-byte key, got {len(raw)} bytes")
         return value
 
     @property
@@ -106,7 +128,7 @@ class Settings(BaseSettings):
 
     def __repr_args__(self):  # secrets stay masked when printed
         for key, value in super().__repr_args__():
-            secret = key in ("mask_secret", "token", "authority_token") and value is not None
+            secret = key in SECRETS and value is not None
             yield key, ("**********" if secret else value)
 
 

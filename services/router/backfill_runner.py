@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from services.common import catalog_feed
+from services.common.catalog import CatalogEntry
 from services.common.catalog_feed import CatalogRecord
 from services.common.dead_letter import produce_dead_letter
 from services.common.feed import read_feed
@@ -245,7 +246,7 @@ class BackfillRunner:
             job.check()
             if self._router.route_of(job.grant_id) is None:
                 raise BackfillStopped(f"{job.grant_id} is no longer routed")
-            self._deliver(job, page, tally)
+            self._deliver(job, page, tally, catalog.resource)
         job.check()
         self._record_done(job, tally)
         log.info(
@@ -292,7 +293,7 @@ class BackfillRunner:
             if job.stopped.wait(0.5):
                 raise BackfillStopped(job.grant_id)
 
-    def _deliver(self, job: _Job, page: list[StateRow], tally: _Tally) -> None:
+    def _deliver(self, job: _Job, page: list[StateRow], tally: _Tally, entry: CatalogEntry) -> None:
         """One page: deliver it through the gate, audit it, and wait for the acknowledgements."""
         route, plan = job.route, job.route.plan
         shares: list[tuple[str, dict[str, Any]]] = []
@@ -305,9 +306,7 @@ class BackfillRunner:
                 out = self._router.output(route, delivery)
             except (KeyError, ValueError) as exc:  # MaskingError, EncodeError: ValueErrors
                 position = (row.topic, row.partition, row.offset)
-                letter = snapshot_dead_letter(
-                    job.grant_id, exc, row.change(), row.record_key, position
-                )
+                letter = snapshot_dead_letter(job.grant_id, exc, row.change(), entry, position)
                 log.error(
                     "grant %s: event %s dead-lettered: %s",
                     job.grant_id,
