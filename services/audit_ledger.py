@@ -44,7 +44,7 @@ class Share:
 def valid_id_number(text: str) -> str:
     """The resident ID number in its compact form; ValueError saying what is wrong with it."""
     try:
-        return ric.validate(text).upper()
+        return ric.validate("".join(text.split()))  # compact: no spaces, X upper case
     except ValidationError as exc:
         raise ValueError(f"{text!r} is not a valid resident ID number: {exc}") from exc
 
