@@ -149,8 +149,9 @@ def test_a_failed_snapshot_is_a_dead_letter_naming_the_grant_and_the_stored_chan
     assert body["source"] == {"topic": "t", "partition": 2, "offset": 41}
     # ... and its record names every field, with the L4 ID number masked and L1/L2 kept.
     assert set(body["record"]["after"]) == set(change["after"])
-    assert body["record"]["after"]["id_number"] == resident()["id_number"][:6] + "*" * 8 + (
-        resident()["id_number"][-4:]
+    assert (
+        body["record"]["after"]["id_number"]
+        == resident()["id_number"][:6] + "*" * 8 + (resident()["id_number"][-4:])
     )
     assert body["record"]["after"]["gender"] == resident()["gender"]
     assert resident()["id_number"] not in letter.value().decode()

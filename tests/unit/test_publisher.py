@@ -7,14 +7,12 @@ catalog says now, not what it said at start-up.
 from __future__ import annotations
 
 import json
-
 from functools import partial
 
 from nacl.public import PrivateKey
 from prometheus_client import CollectorRegistry
 
 from services.common.authority_seal import seal, unseal
-
 from services.common.catalog import FieldSpec, Sensitivity
 from services.common.catalog_feed import CatalogRecord, CatalogView
 from services.common.dead_letter import header_map
