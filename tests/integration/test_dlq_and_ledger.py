@@ -7,8 +7,6 @@ the `govbus` commands run as the authority would run them.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -32,7 +30,12 @@ from tests.integration.flow import (
 )
 from tests.integration.seed import publish_records
 from tests.integration.test_backfill_from_store import Source
-from tests.integration.test_control_plane import ADMIN_TOKEN, govbus, start_catalog_service
+from tests.integration.test_control_plane import (
+    ADMIN_TOKEN,
+    govbus,
+    run_govbus,
+    start_catalog_service,
+)
 from tests.integration.test_end_to_end import expected_hmac, wait_drained_router
 
 # Each test runs the `govbus` command a few times, each a process of its own: on a loaded
@@ -41,13 +44,7 @@ pytestmark = pytest.mark.timeout(900)
 
 
 def _refused(env: dict[str, str], token: str, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
-        env={**env, "GOVBUS_TOKEN": token},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_govbus(env, token, *args)
     assert done.returncode != 0, f"govbus {' '.join(args)} was not refused"
     return done.stderr
 
