@@ -88,6 +88,10 @@ def main(argv: list[str] | None = None) -> None:
 
     add_audit_commands(sub)
 
+    from services.dlq_commands import add_commands as add_dlq_commands
+
+    add_dlq_commands(sub)
+
     feed = sub.add_parser("feed", help="the demo provider feed (resources from govbus.catalog)")
     add_arguments(feed)
     feed.set_defaults(func=_service("feed"))

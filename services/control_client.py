@@ -353,3 +353,20 @@ def _guarded(func):
         return 0
 
     return run
+
+
+def authority_only(what: str, func):
+    """Run ``func(args)`` only for the authority: the API says whose ``--token``/GOVBUS_TOKEN
+    it is. Commands that read the bus's own topics (dead letters, audit) use it."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            me = _call(args, "GET", "/whoami")
+            if me.get("role") != "authority":
+                raise ApiError(f"403: {what} is for the authority; {me['user']} is {me['role']}")
+        except ApiError as exc:
+            print(f"govbus: {exc}", file=sys.stderr)
+            return 1
+        return func(args) or 0
+
+    return run

@@ -2,7 +2,8 @@
 
 Each change must end up either dead-lettered at ingest with its reason, or in the central
 store; every delivery the grants call for must be on its consumer's topic; no delivery
-topic may carry a valid resident ID number in clear. Exit status 1 when anything is missing.
+topic, nor the dead-letter topic, may carry a valid resident ID number in clear. Exit status 1
+when anything is missing.
 """
 
 from __future__ import annotations
@@ -157,12 +158,13 @@ def _read_outputs(settings: Settings, start, end) -> Outcome:
     codec = AvroCodec(make_registry_client(settings))
     out = Outcome()
     for msg in read_range(settings, start, end):
+        # Deliveries and dead letters alike: no ID number in clear.
+        out.leaks += len(find_resident_ids((msg.key() or b"").decode("latin-1")))
+        out.leaks += len(find_resident_ids((msg.value() or b"").decode("latin-1")))
         if msg.topic() == DLQ:
             h = header_map(msg.headers())
             out.dead[(h.get("govbus.stage", "?"), h.get("govbus.reason", "?"))] += 1
             continue
-        out.leaks += len(find_resident_ids((msg.key() or b"").decode("latin-1")))
-        out.leaks += len(find_resident_ids((msg.value() or b"").decode("latin-1")))
         value = codec.decode(msg.value())
         out.delivered.setdefault(msg.topic(), Counter())[value["event_id"]] += 1
     # The whole trail, so every chain is checked from its first record.
@@ -226,8 +228,10 @@ def _report(console, events, took, ledger, expected, outcome: Outcome, store) ->
     if accounted != events:
         problems.append(f"{events - accounted} changes unaccounted for")
     if leaks:
-        problems.append(f"{leaks} valid resident ID numbers in clear on delivery topics")
-    console.print(f"resident ID numbers in clear on delivery topics: {leaks}")
+        problems.append(
+            f"{leaks} valid resident ID numbers in clear on delivery topics and the DLQ"
+        )
+    console.print(f"resident ID numbers in clear on delivery topics and the DLQ: {leaks}")
     unaudited = sum(len(want - outcome.audited.get(t, set())) for t, want in expected.items())
     chain = "intact" if outcome.audit_break is None else f"BROKEN at {outcome.audit_break}"
     console.print(

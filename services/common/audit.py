@@ -59,12 +59,14 @@ def share_record(
     deliveries: list[tuple[str, Mapping[str, Any]]],
     ts_ms: int,
     kind: str = "live",
+    fields: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """One batch of deliveries under one grant: event ids and the keys as delivered (masked).
 
     ``kind`` is "live" for routed changes, "backfill" for the current state sent on activation.
+    ``fields``: each field delivered and its masking method (the citizen data-use ledger).
     """
-    return {
+    body = {
         "kind": kind,
         "grant_id": grant_id,
         "consumer": consumer,
@@ -74,6 +76,9 @@ def share_record(
         "event_ids": [event_id for event_id, _ in deliveries],
         "keys": [dict(key) for _, key in deliveries],
     }
+    if fields is not None:
+        body["fields"] = dict(fields)
+    return body
 
 
 Position = tuple[str, int, int]  # (topic, partition, offset) of a record on the audit topic

@@ -5,6 +5,7 @@ Every variable is prefixed ``GOVBUS_`` (``GOVBUS_KAFKA_BOOTSTRAP``, ``GOVBUS_STO
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from functools import lru_cache
 from pathlib import Path
@@ -66,6 +67,11 @@ class Settings(BaseSettings):
     # The authority's key for the audit trail's HMAC chains: whoever can write govbus.audit but
     # lacks it cannot forge a record that verifies. The demo default is public.
     audit_key: SecretStr = SecretStr(DEMO_AUDIT_KEY)
+    # The authority's key pair for dead letters (base64 X25519, ``govbus dlq keygen``): ingest
+    # seals a rejected change's original to the public key; only the private key opens it.
+    # Neither set: one pair kept in ``<data_dir>/dlq-authority.key`` (a single machine).
+    dlq_public_key: str | None = None
+    dlq_private_key: SecretStr | None = None
     # Source topics the router and sink follow (``gov.<provider>.<resource>``).
     source_pattern: str = r"^gov\..+\..+"
     router_group: str = "govbus-router"
@@ -95,6 +101,19 @@ class Settings(BaseSettings):
         from limits import parse
 
         parse(value)  # raises ValueError naming what it could not read
+        return value
+
+    @field_validator("dlq_public_key", "dlq_private_key")
+    @classmethod
+    def _is_a_curve25519_key(cls, value):
+        if value is not None:
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            try:
+                raw = base64.b64decode(text, validate=True)
+            except ValueError as exc:
+                raise ValueError("expected a base64 key (govbus dlq keygen makes one)") from exc
+            if len(raw) != 32:
+                raise ValueError(f"expected a 32-byte key, got {len(raw)} bytes")
         return value
 
     @property
@@ -165,7 +184,14 @@ class Settings(BaseSettings):
             yield key, ("**********" if secret else value)
 
 
-SECRET_SETTINGS = ("mask_secret", "audit_key", "token", "authority_token", "registry_password")
+SECRET_SETTINGS = (
+    "mask_secret",
+    "audit_key",
+    "token",
+    "authority_token",
+    "registry_password",
+    "dlq_private_key",
+)
 
 
 @lru_cache(maxsize=1)

@@ -8,10 +8,12 @@ import logging
 import signal
 import time
 import weakref
+from functools import partial
 
 from prometheus_client import CollectorRegistry
 
 from services.common import catalog_feed
+from services.common.authority_seal import public_key, seal
 from services.common.catalog_feed import CatalogView
 from services.common.feed import FeedFollower
 from services.common.kafka_clients import (
@@ -60,6 +62,7 @@ def build_publisher(
         settings.max_message_bytes,
         follower=follower,
         prepare_topic=prepare_topic,
+        seal_original=partial(seal, public_key(settings)),
     )
     publisher.refresh()
     weakref.finalize(publisher, _stop_follower, follower)

@@ -20,13 +20,13 @@ from fastavro import parse_schema
 
 from services.common.catalog import CatalogEntry
 from services.common.catalog_feed import CatalogRecord, CatalogView
-from services.common.dead_letter import DeadLetter, produce_dead_letter
+from services.common.dead_letter import DeadLetter, masked_change, produce_dead_letter
 from services.common.feed import Decoded, FeedFollower, Unreadable
 from services.common.metrics import BusMetrics
 from services.common.schemas import envelope_schema, key_schema
 from services.common.serde import AvroCodec, EncodeError, Encoder
 from services.common.topics import CATALOG, key_subject, value_subject
-from services.ingest.validation import Problem, mask_failed_value, record_problem
+from services.ingest.validation import Problem, record_problem
 
 STAGE = "ingest"
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c4c57-2d1e-4d0e-9a57-3f6b1b0c9e21")
@@ -89,14 +89,23 @@ def change_problem(change: Change, rc: ResourceCodec) -> Problem | None:
     return None
 
 
-def dead_letter_body(change: Change, entry: CatalogEntry | None, problem: Problem) -> bytes:
-    """The rejected change as JSON (no Avro bytes exist for it yet), fit for the DLQ's readers:
-    everything the provider needs to mend it, except the failed value of a checked field."""
-    body = dict(change.__dict__)
-    if entry is not None and problem.field is not None:
-        for part in ("before", "after"):
-            body[part] = mask_failed_value(entry, problem.field, body[part])
-    return json.dumps(body, ensure_ascii=False, default=str).encode()
+def dead_letter_of(
+    change: Change, entry: CatalogEntry | None, problem: Problem, seal: Callable[[bytes], str]
+) -> DeadLetter:
+    """The dead letter of a rejected change. It never reached a source topic, so its original
+    travels sealed to the authority's key, for a redrive; what anyone reading the DLQ sees is
+    the masked view, with the change's system and position for the provider to find it."""
+    original = json.dumps(change.__dict__, ensure_ascii=False, default=str).encode()
+    view = {**masked_change(change.__dict__, entry), "system": change.system}
+    view["position"] = change.position
+    return DeadLetter(
+        STAGE,
+        problem.reason,
+        problem.detail,
+        resource=change.resource,
+        record=view,
+        sealed=seal(original),
+    )
 
 
 def build_codec(record: CatalogRecord, codec: AvroCodec, source: dict[str, Any]) -> ResourceCodec:
@@ -115,7 +124,8 @@ class ChangePublisher:
 
     ``catalog`` is the live view; with a ``follower`` its changes are applied before each
     publish. A resource's codec is built on its first change after each catalog change, and
-    ``prepare_topic`` (e.g. create the source topic) runs then too.
+    ``prepare_topic`` (e.g. create the source topic) runs then too. ``seal_original`` seals a
+    rejected change for its dead letter (``authority_seal.seal`` with the authority's key).
     """
 
     def __init__(
@@ -129,6 +139,8 @@ class ChangePublisher:
         clock: Callable[[], float] = time.time,
         follower: FeedFollower[CatalogRecord] | None = None,
         prepare_topic: Callable[[str], None] = lambda _topic: None,
+        *,
+        seal_original: Callable[[bytes], str],
     ) -> None:
         self._view = catalog
         self._codec = codec
@@ -139,6 +151,7 @@ class ChangePublisher:
         self._clock = clock
         self._follower = follower
         self._prepare_topic = prepare_topic
+        self._seal = seal_original
         self._codecs: dict[str, ResourceCodec] = {}
 
     def apply(self, changes: Mapping[str, Decoded[CatalogRecord]]) -> list[str]:
@@ -236,8 +249,7 @@ class ChangePublisher:
         if entry is None:
             record = self._view.get(change.resource)
             entry = record.resource if record is not None else None
-        body = dead_letter_body(change, entry, problem)
-        letter = DeadLetter(STAGE, problem.reason, problem.detail, change.resource.encode(), body)
+        letter = dead_letter_of(change, entry, problem, self._seal)
         produce_dead_letter(self._producer, letter)
         self._metrics.dead_letters.labels(STAGE, problem.reason).inc()
         return problem

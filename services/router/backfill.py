@@ -16,13 +16,13 @@ so backfill does not read one).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.common.dead_letter import DeadLetter
+from services.common.catalog import CatalogEntry
+from services.common.dead_letter import DeadLetter, masked_change
 from services.common.plan import Delivery, DeliveryPlan, plan_delivery
 from services.common.serde import EncodeError
 from services.router.routing import STAGE
@@ -112,22 +112,26 @@ def snapshot_failure(exc: Exception) -> tuple[str, str]:
 
 
 def snapshot_dead_letter(
-    grant_id: str, exc: Exception, change: Mapping[str, Any], record_key: str, position: tuple
+    grant_id: str,
+    exc: Exception,
+    change: Mapping[str, Any],
+    entry: CatalogEntry,
+    position: tuple,
 ) -> DeadLetter:
-    """The dead letter of a snapshot that failed: the stored change as JSON (there are no
-    original bytes: it comes from the store), keyed by its record key, naming the grant."""
+    """The dead letter of a snapshot that failed: the stored change masked, naming the grant,
+    and the position of the source event that wrote it (where a redrive reads it)."""
     reason, detail = snapshot_failure(exc)
     topic, partition, offset = position
     return DeadLetter(
         STAGE,
         reason,
         f"grant {grant_id} backfill: {detail}",
-        record_key.encode(),
-        json.dumps(change, ensure_ascii=False, default=str).encode(),
         topic,
         partition,
         offset,
         grant_id,
+        resource=entry.resource_id,
+        record=masked_change(change, entry),
     )
 
 

@@ -31,6 +31,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from services.common import catalog_feed
+from services.common.catalog import CatalogEntry
 from services.common.catalog_feed import CatalogRecord
 from services.common.dead_letter import produce_dead_letter
 from services.common.feed import read_feed
@@ -266,7 +267,7 @@ class BackfillRunner:
             job.check()
             if self._router.route_of(job.grant_id) is None:
                 raise BackfillStopped(f"{job.grant_id} is no longer routed")
-            self._deliver(job, page, tally)
+            self._deliver(job, page, tally, catalog.resource)
             job.resume = Resume(job.resume.live_from, state.last_key)
             self._record(job, done=False)
         job.check()
@@ -316,7 +317,7 @@ class BackfillRunner:
             if job.stopped.wait(0.5):
                 raise BackfillStopped(job.grant_id)
 
-    def _deliver(self, job: _Job, page: list[StateRow], tally: _Tally) -> None:
+    def _deliver(self, job: _Job, page: list[StateRow], tally: _Tally, entry: CatalogEntry) -> None:
         """One page: audit it, deliver it through the gate, wait for the acknowledgements.
 
         The audit record goes first and is acknowledged before any of the page is sent, so
@@ -337,9 +338,7 @@ class BackfillRunner:
                 out = self._router.output(route, delivery)
             except (KeyError, ValueError) as exc:  # MaskingError, EncodeError: ValueErrors
                 position = (row.topic, row.partition, row.offset)
-                letter = snapshot_dead_letter(
-                    job.grant_id, exc, row.change(), row.record_key, position
-                )
+                letter = snapshot_dead_letter(job.grant_id, exc, row.change(), entry, position)
                 log.error(
                     "grant %s: event %s dead-lettered: %s",
                     job.grant_id,

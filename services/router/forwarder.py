@@ -83,8 +83,9 @@ class OutputWriter:
         now_ms = int(time.time() * 1000)
         # Chunks keep a record far below the broker's message size, whatever the batch size.
         for i in range(0, len(deliveries), AUDIT_CHUNK):
+            chunk = deliveries[i : i + AUDIT_CHUNK]
             body = share_record(
-                g.id, g.consumer, g.resource, deliveries[i : i + AUDIT_CHUNK], now_ms, kind
+                g.id, g.consumer, g.resource, chunk, now_ms, kind, plan.delivered_fields
             )
             with self._audit_lock:  # seal and produce together: the chain's order is the log's
                 record = self._chain.seal(body)
@@ -167,7 +168,9 @@ class BatchForwarder:
                 try:
                     done = deliver(event)
                 except GRANT_FAILURES as exc:  # this grant's delivery only; the others go on
-                    letter = grant_dead_letter(msg, plan, exc)
+                    record = self._router.record_of(topic)
+                    entry = record.resource if record is not None else None
+                    letter = grant_dead_letter(msg, plan, exc, event, entry)
                     self._writer.dead_letter(letter)
                     dead[letter.reason] += 1
                     failed[plan] += 1

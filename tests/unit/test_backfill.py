@@ -146,11 +146,22 @@ def test_a_failed_snapshot_is_a_dead_letter_naming_the_grant_and_the_stored_chan
         plan_delivery(_plan(), change)
     except ValueError as exc:
         failure = exc
-    letter = snapshot_dead_letter("g-1", failure, change, '{"id_number": "x"}', ("t", 2, 41))
+    entry = catalog()[RESIDENTS]
+    letter = snapshot_dead_letter("g-1", failure, change, entry, ("t", 2, 41))
     assert (letter.stage, letter.reason) == ("router", "masking_failed")
     assert letter.detail.startswith("grant g-1 backfill: masking failed:")
-    assert letter.key == b'{"id_number": "x"}'
-    assert json.loads(letter.value) == change
+    # The source position, never the record key (an ID number), keys the dead letter ...
+    assert letter.key() == b"t:2:41"
+    body = json.loads(letter.value())
+    assert body["source"] == {"topic": "t", "partition": 2, "offset": 41}
+    # ... and its record names every field, with the L4 ID number masked and L1/L2 kept.
+    assert set(body["record"]["after"]) == set(change["after"])
+    assert (
+        body["record"]["after"]["id_number"]
+        == resident()["id_number"][:6] + "*" * 8 + (resident()["id_number"][-4:])
+    )
+    assert body["record"]["after"]["gender"] == resident()["gender"]
+    assert resident()["id_number"] not in letter.value().decode()
     assert (letter.topic, letter.partition, letter.offset) == ("t", 2, 41)
     assert dict(letter.headers())["govbus.grant"] == b"g-1"
     assert snapshot_failure(KeyError("gender")) == ("missing_field", "record lacks field 'gender'")
