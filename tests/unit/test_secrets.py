@@ -29,20 +29,23 @@ def test_a_service_refuses_the_public_demo_secrets_and_names_them():
         Settings().refuse_demo_secrets()
     assert "GOVBUS_MASK_SECRET" in str(refused.value)
     assert "GOVBUS_REGISTRY_PASSWORD" in str(refused.value)
+    assert "GOVBUS_AUDIT_KEY" in str(refused.value)
     assert "GOVBUS_DEMO_MODE" in str(refused.value)
     with pytest.raises(ConfigError, match="GOVBUS_REGISTRY_PASSWORD") as one:
-        Settings(mask_secret="a-secret-of-our-own").refuse_demo_secrets()
+        Settings(mask_secret="a-secret-of-our-own", audit_key="k").refuse_demo_secrets()
     assert "GOVBUS_MASK_SECRET" not in str(one.value)
 
 
 def test_demo_mode_or_secrets_of_ones_own_start():
     Settings(demo_mode=True).refuse_demo_secrets()
-    Settings(mask_secret="m-secret", registry_password="r-secret").refuse_demo_secrets()
+    Settings(
+        mask_secret="m-secret", registry_password="r-secret", audit_key="a-secret"
+    ).refuse_demo_secrets()
 
 
 def test_secrets_stay_masked_when_settings_are_printed():
-    printed = repr(Settings(mask_secret="m-secret", registry_password="r-secret"))
-    assert "m-secret" not in printed and "r-secret" not in printed
+    printed = repr(Settings(mask_secret="m-secret", registry_password="r-secret", audit_key="a-k"))
+    assert "m-secret" not in printed and "r-secret" not in printed and "a-k" not in printed
 
 
 def _mode(path: Path) -> int:
