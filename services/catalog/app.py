@@ -23,6 +23,8 @@ from services.catalog.control_api import create_control_app
 from services.catalog.control_plane import ControlPlane
 from services.catalog.control_store import ControlStore
 from services.catalog.convergence import owe_everything, revoke_strays
+from services.catalog.departments_api import departments_router
+from services.catalog.kafka_account_sync import KafkaAccountSync
 from services.catalog.outbox_relay import OutboxRelay
 from services.catalog.registry_api import create_registry_app
 from services.catalog.registry_metrics import instrument
@@ -85,11 +87,16 @@ def authority_token_file(settings: Settings) -> Path:
 
 
 def build_catalog_app(
-    registry: SchemaRegistryStore, plane: ControlPlane, relay: OutboxRelay | None
+    registry: SchemaRegistryStore,
+    plane: ControlPlane,
+    relay: OutboxRelay | None,
+    accounts: KafkaAccountSync,
 ) -> FastAPI:
     app = create_registry_app(registry)
     instrument(app, CollectorRegistry())
-    app.mount("/api", create_control_app(plane, relay))
+    control = create_control_app(plane, relay)
+    control.include_router(departments_router(accounts))
+    app.mount("/api", control)
     return app
 
 
@@ -110,6 +117,8 @@ def main() -> None:
     registry = SchemaRegistryStore(settings.schema_store_url)
     plane = build_control_plane(settings, registry)
     relay = start_control_plane(settings, plane)
+    # Department credentials and ACLs, applied to Kafka as the store owes them.
+    accounts = KafkaAccountSync(plane.store, settings).start()
     stop = threading.Event()
     threading.Thread(target=_sweep_expired, args=(plane, relay, stop), daemon=True).start()
     log.info(
@@ -118,7 +127,7 @@ def main() -> None:
         settings.printable_url(settings.schema_store_url),
         settings.printable_url(settings.control_url),
     )
-    app = build_catalog_app(registry, plane, relay)
+    app = build_catalog_app(registry, plane, relay, accounts)
     config = uvicorn.Config(
         app,
         host=settings.registry_host,
@@ -132,5 +141,6 @@ def main() -> None:
     finally:
         stop.set()
         relay.stop()
+        accounts.stop()
         registry.close()
         plane.store.close()

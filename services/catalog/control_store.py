@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from services.catalog import outbox
+from services.catalog import kafka_accounts, outbox
 from services.catalog.workflow import Actor, Case, Role
 from services.common.catalog import CatalogEntry, Department
 from services.common.catalog_feed import CatalogRecord
@@ -133,6 +133,7 @@ class ControlStore:
         self._max_record_bytes = max_record_bytes
         metadata.create_all(self._engine)
         outbox.outbox_metadata.create_all(self._engine)
+        kafka_accounts.accounts_metadata.create_all(self._engine)
         self._add_schema_version_column()
 
     def _add_schema_version_column(self) -> None:
@@ -220,10 +221,14 @@ class ControlStore:
         conn.execute(departments.delete().where(departments.c.code == code))
         conn.execute(departments.insert().values(code=code, body=_json(department)))
 
+    @staticmethod
+    def departments_in(conn: Connection) -> dict[str, Department]:
+        rows = conn.execute(select(departments)).all()
+        return {r.code: Department.model_validate(r.body) for r in rows}
+
     def departments(self) -> dict[str, Department]:
         with self.reading() as conn:
-            rows = conn.execute(select(departments)).all()
-        return {r.code: Department.model_validate(r.body) for r in rows}
+            return self.departments_in(conn)
 
     def add_user(
         self, conn: Connection, name: str, department: str, role: Role, token: str | None = None

@@ -1,0 +1,202 @@
+"""Applies the department accounts the control store owes Kafka: SCRAM credentials and ACLs.
+
+A thread beside the outbox relay, in the same way: it applies what is owed with the
+AdminClient, marks it applied once Kafka has answered, and retries with a bounded backoff
+while Kafka is away. Everything it does is idempotent (an upsert of the same password, ACLs
+that exist already), so at every start the whole state is applied again, and what Kafka has
+beyond it (the ACLs or credentials of a department principal the store does not know, or an
+ACL a department should no longer have) is removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialDeletion,
+    UserScramCredentialUpsertion,
+)
+
+from services.catalog import kafka_accounts
+from services.catalog.control_store import ControlStore
+from services.catalog.kafka_accounts import KafkaAccount
+from services.catalog.kafka_acls import (
+    ACCOUNT_PREFIX,
+    account_name,
+    account_password,
+    acls_of,
+    all_acls,
+    department_acls,
+    exact_filter,
+    is_department_principal,
+)
+from services.common.kafka_clients import make_admin
+from services.common.settings import Settings
+
+log = logging.getLogger("govbus.kafka-accounts")
+
+SCRAM = ScramMechanism.SCRAM_SHA_512
+ITERATIONS = 8192  # Kafka's own default for SCRAM-SHA-512
+IDLE_POLL_S = 1.0
+MIN_BACKOFF_S, MAX_BACKOFF_S = 0.5, 5.0
+ADMIN_TIMEOUT_S = 10.0
+
+
+def account_secret(settings: Settings) -> bytes:
+    """The secret department passwords are derived from: set, or generated once into a file
+    under data_dir that is private from its creation."""
+    if settings.kafka_account_secret is not None:
+        return settings.kafka_account_secret.get_secret_value().encode()
+    path = settings.data_dir / "kafka-accounts.secret"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_secret(path)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(secrets.token_urlsafe(32) + "\n")
+    return _read_secret(path)
+
+
+def _read_secret(path: Path) -> bytes:
+    return path.read_text(encoding="utf-8").strip().encode()
+
+
+def _wait_all(futures: dict[Any, Any], ignore: tuple[str, ...] = ()) -> None:
+    for future in futures.values():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].name() not in ignore:
+                raise
+
+
+class KafkaAccountSync:
+    """Keeps Kafka's department credentials and ACLs as the control store says."""
+
+    def __init__(self, store: ControlStore, settings: Settings) -> None:
+        self._store = store
+        self._settings = settings
+        self._secret = account_secret(settings)
+        self._reconciled = False
+        self._admin: AdminClient | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kafka-accounts", daemon=True)
+        self.failures = 0
+
+    # -- what other threads call ------------------------------------------------------------
+    def start(self) -> KafkaAccountSync:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=timeout_s)
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def client_config(self, department: str) -> dict[str, str]:
+        """The confluent-kafka configuration a department's systems connect with."""
+        name = account_name(department)
+        return {
+            "bootstrap.servers": self._settings.kafka_bootstrap,
+            **self._settings.kafka_security(name, account_password(self._secret, name)),
+        }
+
+    def owed(self) -> int:
+        with self._store.reading() as conn:
+            return len(kafka_accounts.pending(conn))
+
+    # -- applying ---------------------------------------------------------------------------
+    def apply_owed(self) -> int:
+        """Apply every account the store owes Kafka (once per start: everything, and remove
+        what Kafka has beyond it); returns how many were applied."""
+        if not self._reconciled:
+            departments = list(self._store.departments())
+            with self._store.transaction() as conn:
+                kafka_accounts.owe_all_again(conn, departments)
+        with self._store.reading() as conn:
+            owed = kafka_accounts.pending(conn)
+        if not owed and self._reconciled:
+            return 0
+        if self._admin is None:
+            self._admin = make_admin(self._settings)
+        admin = self._admin
+        for account in owed:
+            self._apply(admin, account)
+            with self._store.transaction() as conn:
+                kafka_accounts.mark_applied(conn, account)
+        if not self._reconciled:
+            self._remove_strays(admin)
+            self._reconciled = True
+        return len(owed)
+
+    def _apply(self, admin: AdminClient, account: KafkaAccount) -> None:
+        if account.removed:
+            # The credential first: from then on the account cannot log in at all.
+            deletion = UserScramCredentialDeletion(account.name, SCRAM)
+            _wait_all(
+                admin.alter_user_scram_credentials([deletion], request_timeout=ADMIN_TIMEOUT_S),
+                ignore=("RESOURCE_NOT_FOUND",),
+            )
+            _wait_all(admin.delete_acls([acls_of(account.name)], request_timeout=ADMIN_TIMEOUT_S))
+            log.info("kafka account %s removed", account.name)
+            return
+        password = account_password(self._secret, account.name).encode()
+        upsert = UserScramCredentialUpsertion(
+            account.name, ScramCredentialInfo(SCRAM, ITERATIONS), password
+        )
+        _wait_all(admin.alter_user_scram_credentials([upsert], request_timeout=ADMIN_TIMEOUT_S))
+        wanted = list(department_acls(account.name, account.department))
+        _wait_all(admin.create_acls(wanted, request_timeout=ADMIN_TIMEOUT_S))
+        log.info("kafka account %s applied (%d ACLs)", account.name, len(wanted))
+
+    def _remove_strays(self, admin: AdminClient) -> None:
+        with self._store.reading() as conn:
+            accounts = kafka_accounts.active(conn)
+        wanted = set().union(*(department_acls(a.name, a.department) for a in accounts))
+        present = admin.describe_acls(all_acls(), request_timeout=ADMIN_TIMEOUT_S).result()
+        extra = [b for b in present if is_department_principal(b.principal) and b not in wanted]
+        if extra:
+            filters = [exact_filter(b) for b in extra]
+            _wait_all(admin.delete_acls(filters, request_timeout=ADMIN_TIMEOUT_S))
+            log.warning("removed %d ACLs no department account should have", len(extra))
+        users = admin.describe_user_scram_credentials(request_timeout=ADMIN_TIMEOUT_S).result()
+        known = {a.name for a in accounts}
+        strays = [u for u in users if u.startswith(ACCOUNT_PREFIX) and u not in known]
+        if strays:
+            deletions = [UserScramCredentialDeletion(u, SCRAM) for u in strays]
+            _wait_all(
+                admin.alter_user_scram_credentials(deletions, request_timeout=ADMIN_TIMEOUT_S),
+                ignore=("RESOURCE_NOT_FOUND",),
+            )
+            log.warning("removed the credentials of unknown accounts: %s", strays)
+
+    # -- the thread -------------------------------------------------------------------------
+    def _run(self) -> None:
+        backoff = MIN_BACKOFF_S
+        while not self._stop.is_set():
+            try:
+                self.apply_owed()
+            except Exception as exc:  # noqa: BLE001 - Kafka away or refusing: retry, never die
+                self.failures += 1
+                self._admin = None  # a new client: the next round starts from a clean slate
+                log.warning("kafka accounts not applied (%s); retrying in %.1f s", exc, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            backoff = MIN_BACKOFF_S
+            self._wake.wait(IDLE_POLL_S)
+            self._wake.clear()
