@@ -77,9 +77,11 @@ def main(argv: list[str] | None = None) -> None:
     ):
         sub.add_parser(name, help=text).set_defaults(func=_service(name))
     from services.control_client import add_commands
+    from services.department_client import add_commands as add_department_commands
     from services.ingest.feed import add_arguments
 
     add_commands(sub)
+    add_department_commands(sub)
 
     feed = sub.add_parser("feed", help="the demo provider feed (resources from govbus.catalog)")
     add_arguments(feed)

@@ -4,8 +4,8 @@ A thread beside the outbox relay, in the same way: it applies what is owed with 
 AdminClient, marks it applied once Kafka has answered, and retries with a bounded backoff
 while Kafka is away. Everything it does is idempotent (an upsert of the same password, ACLs
 that exist already), so at every start the whole state is applied again, and what Kafka has
-beyond it (the ACLs or credentials of a department principal the store does not know, or an
-ACL a department should no longer have) is removed.
+beyond it for these accounts (an ACL granted by hand, or one a department should no longer
+have) is removed.
 """
 
 from __future__ import annotations
@@ -30,14 +30,13 @@ from services.catalog import kafka_accounts
 from services.catalog.control_store import ControlStore
 from services.catalog.kafka_accounts import KafkaAccount
 from services.catalog.kafka_acls import (
-    ACCOUNT_PREFIX,
     account_name,
     account_password,
     acls_of,
     all_acls,
     department_acls,
     exact_filter,
-    is_department_principal,
+    principal,
 )
 from services.common.kafka_clients import make_admin
 from services.common.settings import Settings
@@ -168,21 +167,14 @@ class KafkaAccountSync:
             accounts = kafka_accounts.active(conn)
         wanted = set().union(*(department_acls(a.name, a.department) for a in accounts))
         present = admin.describe_acls(all_acls(), request_timeout=ADMIN_TIMEOUT_S).result()
-        extra = [b for b in present if is_department_principal(b.principal) and b not in wanted]
+        # Only the principals this store knows: another catalog on the same cluster (a test's,
+        # a staging one's) keeps its own accounts.
+        mine = {principal(a.name) for a in accounts}
+        extra = [b for b in present if b.principal in mine and b not in wanted]
         if extra:
             filters = [exact_filter(b) for b in extra]
             _wait_all(admin.delete_acls(filters, request_timeout=ADMIN_TIMEOUT_S))
             log.warning("removed %d ACLs no department account should have", len(extra))
-        users = admin.describe_user_scram_credentials(request_timeout=ADMIN_TIMEOUT_S).result()
-        known = {a.name for a in accounts}
-        strays = [u for u in users if u.startswith(ACCOUNT_PREFIX) and u not in known]
-        if strays:
-            deletions = [UserScramCredentialDeletion(u, SCRAM) for u in strays]
-            _wait_all(
-                admin.alter_user_scram_credentials(deletions, request_timeout=ADMIN_TIMEOUT_S),
-                ignore=("RESOURCE_NOT_FOUND",),
-            )
-            log.warning("removed the credentials of unknown accounts: %s", strays)
 
     # -- the thread -------------------------------------------------------------------------
     def _run(self) -> None:

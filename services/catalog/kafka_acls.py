@@ -38,10 +38,6 @@ def principal(name: str) -> str:
     return f"User:{name}"
 
 
-def is_department_principal(value: str) -> bool:
-    return value.startswith(principal(ACCOUNT_PREFIX))
-
-
 def account_password(secret: bytes, name: str) -> str:
     """The account's password, derived from the bus's account secret: nothing to store."""
     digest = hmac.new(secret, f"kafka-scram:{name}".encode(), hashlib.sha256).digest()
