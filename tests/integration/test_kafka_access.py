@@ -36,7 +36,6 @@ from services.common.kafka_clients import (
     delivery_topic_spec,
     ensure_topics,
     make_admin,
-    make_producer,
     source_topic_spec,
 )
 from services.common.settings import REPO_ROOT, Settings
