@@ -1,9 +1,11 @@
-"""`govbus department add|remove` and `govbus kafka-config`: departments and their Kafka access.
+"""`govbus department add|remove`, `govbus kafka-config`, `govbus kafka-properties`: Kafka access.
 
 `kafka-config --department <code>` prints the JSON confluent-kafka configuration the
 department's systems connect with (``bootstrap.servers``, ``security.protocol``,
 ``sasl.mechanism``, ``sasl.username``, ``sasl.password``); the API gives it to the authority
-and to the department's own users only.
+and to the department's own users only. `kafka-properties FILE` writes the Java client
+properties of this host's service principal (for Kafka's CLI tools' ``--command-config``, or a
+Kafka Connect worker), in a file created private.
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ import argparse
 import json
 from urllib.parse import quote
 
+from pathlib import Path
+
+from services.common.kafka_security import write_java_client_properties
+from services.common.settings import load_settings
 from services.control_client import _call, _guarded
 
 
@@ -34,6 +40,12 @@ def _department_remove(args: argparse.Namespace) -> None:
     print(f"{args.code} removed, with its users and its Kafka account")
 
 
+def _kafka_properties(args: argparse.Namespace) -> int:
+    path = write_java_client_properties(load_settings(), Path(args.file))
+    print(f"wrote {path}")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--token", help="API token (default: GOVBUS_TOKEN)")
@@ -46,6 +58,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--department", required=True, help="department code")
     p.set_defaults(func=_guarded(_kafka_config))
+
+    p = sub.add_parser(
+        "kafka-properties",
+        help="write the Java client properties of the bus's principal (--command-config)",
+    )
+    p.add_argument("file")
+    p.set_defaults(func=_kafka_properties)
 
     dept = sub.add_parser("department", help="departments (authority)").add_subparsers(
         dest="department_command", required=True

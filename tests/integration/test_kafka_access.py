@@ -8,6 +8,8 @@ can do what its ACLs say, and nothing else.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,12 +40,16 @@ from services.common.kafka_clients import (
     make_admin,
     source_topic_spec,
 )
+from services.common.kafka_security import write_java_client_properties
 from services.common.settings import REPO_ROOT, Settings
 from services.common.topics import DLQ, delivery_topic, source_topic
 from tests.integration.conftest import wait_until
+from tests.integration.test_control_plane import ADMIN_TOKEN, govbus, start_catalog_service
 
 AUTHORITY = Actor(user="admin", department="authority", role=Role.AUTHORITY)
-ADMIN_TOKEN = "access-test-authority"
+# The broker's jars (kafka-clients among them), where deploy/kafka/kafka.sh keeps them.
+KAFKA_LIBS = os.environ.get("GOVBUS_KAFKA_LIBS", str(REPO_ROOT / ".govbus" / "kafka" / "libs"))
+LIST_TOPICS = Path(__file__).parent / "java" / "ListTopics.java"
 
 
 @dataclass
@@ -230,3 +236,42 @@ def test_the_department_config_from_the_api_reads_avro_deliveries(access, regist
     finally:
         consumer.close()
     assert got == [{"n": 42}]
+
+
+def test_the_catalog_service_opens_and_closes_a_departments_kafka_access(bus):
+    env = start_catalog_service(bus)
+    code = f"newdept_{bus.tag}"
+    added = govbus(
+        env, ADMIN_TOKEN, "department", "add", code, "--name-zh", "新", "--name-en", "New"
+    )
+    assert f"dept.{code}" in added
+    config = json.loads(govbus(env, ADMIN_TOKEN, "kafka-config", "--department", code))
+    assert config["sasl.username"] == f"dept.{code}"
+    wait_until(lambda: metadata_answered(config), 30, "the new department's account")
+    # The departments imported at the first start have theirs as well.
+    imported = f"edu_{bus.tag}"
+    edu = json.loads(govbus(env, ADMIN_TOKEN, "kafka-config", "--department", imported))
+    wait_until(lambda: metadata_answered(edu), 30, "an imported department's account")
+
+    govbus(env, ADMIN_TOKEN, "department", "remove", code)
+    wait_until(lambda: not metadata_answered(config), 30, "the removed account refused")
+    assert metadata_answered(edu)
+
+
+def test_java_clients_connect_with_the_rendered_properties_and_see_their_own_topics(
+    access, tmp_path
+):
+    # What a Kafka Connect worker or Kafka's CLI tools (--command-config) are given.
+    name = account_name(access.consumer)
+    password = access.config(access.consumer)["sasl.password"]
+    props = write_java_client_properties(access.settings, tmp_path / "c.properties", name, password)
+    listed = subprocess.run(
+        ["java", "-cp", f"{KAFKA_LIBS}/*", str(LIST_TOPICS), str(props)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    # Kafka lists only the topics the principal may describe: its own deliveries.
+    assert listed.stdout.split() == [delivery_topic(access.consumer, "res")]
