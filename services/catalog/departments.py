@@ -13,7 +13,7 @@ from sqlalchemy import select
 from services.catalog import control_store as tables
 from services.catalog.control_store import ControlStore
 from services.catalog.kafka_accounts import owe_department_account, owe_removal
-from services.catalog.workflow import Actor, Conflict, Forbidden, NotFound
+from services.catalog.workflow import Actor, Conflict, Forbidden, NotFound, Role
 from services.common.catalog import Department, GrantState
 
 # A grant in one of these states no longer moves data, so it does not hold its consumer.
@@ -25,7 +25,7 @@ def _now() -> dt.datetime:
 
 
 def _authority_only(actor: Actor) -> None:
-    if actor.role != "authority":
+    if actor.role is not Role.AUTHORITY:
         raise Forbidden(f"{actor.user} is {actor.role}; only the authority manages departments")
 
 
