@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from urllib.parse import quote
-
 from pathlib import Path
+from urllib.parse import quote
 
 from services.common.kafka_security import write_java_client_properties
 from services.common.settings import load_settings

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from services.catalog.kafka_acls import (
     exact_filter,
     principal,
 )
+from services.catalog.retry_loop import RetryLoop
 from services.common.kafka_clients import make_admin
 from services.common.settings import Settings
 
@@ -46,7 +46,6 @@ log = logging.getLogger("govbus.kafka-accounts")
 SCRAM = ScramMechanism.SCRAM_SHA_512
 ITERATIONS = 8192  # Kafka's own default for SCRAM-SHA-512
 IDLE_POLL_S = 1.0
-MIN_BACKOFF_S, MAX_BACKOFF_S = 0.5, 5.0
 ADMIN_TIMEOUT_S = 10.0
 
 
@@ -88,23 +87,22 @@ class KafkaAccountSync:
         self._secret = account_secret(settings)
         self._reconciled = False
         self._admin: AdminClient | None = None
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="kafka-accounts", daemon=True)
+        self._loop = RetryLoop(
+            "kafka-accounts", lambda: self.apply_owed() > 0, self._failed, IDLE_POLL_S
+        )
         self.failures = 0
 
     # -- what other threads call ------------------------------------------------------------
     def start(self) -> KafkaAccountSync:
-        self._thread.start()
+        self._loop.start()
         return self
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=timeout_s)
+        self._loop.stop(timeout_s)
 
     def notify(self) -> None:
-        self._wake.set()
+        """A department was added or removed: apply it now rather than at the next poll."""
+        self._loop.notify()
 
     def client_config(self, department: str) -> dict[str, str]:
         """The confluent-kafka configuration a department's systems connect with."""
@@ -176,19 +174,7 @@ class KafkaAccountSync:
             _wait_all(admin.delete_acls(filters, request_timeout=ADMIN_TIMEOUT_S))
             log.warning("removed %d ACLs no department account should have", len(extra))
 
-    # -- the thread -------------------------------------------------------------------------
-    def _run(self) -> None:
-        backoff = MIN_BACKOFF_S
-        while not self._stop.is_set():
-            try:
-                self.apply_owed()
-            except Exception as exc:  # noqa: BLE001 - Kafka away or refusing: retry, never die
-                self.failures += 1
-                self._admin = None  # a new client: the next round starts from a clean slate
-                log.warning("kafka accounts not applied (%s); retrying in %.1f s", exc, backoff)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
-                continue
-            backoff = MIN_BACKOFF_S
-            self._wake.wait(IDLE_POLL_S)
-            self._wake.clear()
+    def _failed(self, exc: Exception, backoff_s: float) -> None:
+        self.failures += 1
+        self._admin = None  # a new client: the next round starts from a clean slate
+        log.warning("kafka accounts not applied (%s); retrying in %.1f s", exc, backoff_s)
