@@ -23,7 +23,7 @@ from services.common.config_files import file_records
 from services.common.kafka_clients import make_producer
 from services.common.metrics import BusMetrics
 from services.common.settings import load_settings
-from services.router.app import audit_head, build_router
+from services.router.app import build_router, faust_credentials, new_audit_chain
 from services.router.forwarder import BatchForwarder, OutputWriter
 from services.router.routing import RawMessage
 
@@ -39,13 +39,14 @@ for record in grants:
     if pattern.match(record.source_topic):
         router.add_grant(record.grant)
 writer = OutputWriter(
-    make_producer(settings, **{"delivery.report.only.error": True}), audit_head(settings)
+    make_producer(settings, **{"delivery.report.only.error": True}), new_audit_chain(settings)
 )
 forwarder = BatchForwarder(router, writer, BusMetrics(CollectorRegistry()))
 
 app = faust.App(
     settings.router_group,
     broker=[f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")],
+    broker_credentials=faust_credentials(settings),
     store="memory://",
     topic_disable_leader=True,
     web_enabled=False,

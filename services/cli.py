@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     ):
         sub.add_parser(name, help=text).set_defaults(func=_service(name))
     from services.control_client import add_commands
+    from services.department_client import add_commands as add_department_commands
     from services.ingest.feed import add_arguments
 
     add_commands(sub)
@@ -91,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     from services.dlq_commands import add_commands as add_dlq_commands
 
     add_dlq_commands(sub)
+
+    add_department_commands(sub)
 
     feed = sub.add_parser("feed", help="the demo provider feed (resources from govbus.catalog)")
     add_arguments(feed)

@@ -22,7 +22,9 @@ from services.catalog.control_api import create_control_app
 from services.catalog.control_plane import ControlPlane
 from services.catalog.control_store import ControlStore
 from services.catalog.convergence import owe_everything, revoke_strays
+from services.catalog.departments_api import departments_router
 from services.catalog.ingest_gateway import IngestGateway
+from services.catalog.kafka_account_sync import KafkaAccountSync
 from services.catalog.outbox_relay import OutboxRelay
 from services.catalog.registry_api import create_registry_app
 from services.catalog.registry_auth import user_login
@@ -84,14 +86,20 @@ def authority_token_file(settings: Settings) -> Path:
 
 
 def build_catalog_app(
-    settings: Settings, registry: SchemaRegistryStore, plane: ControlPlane, relay: OutboxRelay
+    settings: Settings,
+    registry: SchemaRegistryStore,
+    plane: ControlPlane,
+    relay: OutboxRelay,
+    accounts: KafkaAccountSync,
 ) -> tuple[FastAPI, IngestGateway]:
-    """The service's app: the registry, the control API, and pushed changes (HTTP push)."""
+    """The service's app: the registry, the control API with departments, and HTTP push."""
     app = create_registry_app(registry, user_login(settings, plane.store))
     metrics = CollectorRegistry()
     instrument(app, metrics)
     ingest = IngestGateway(settings, metrics)
-    app.mount("/api", create_control_app(plane, relay, settings.preview_rate, ingest))
+    control = create_control_app(plane, relay, settings.preview_rate, ingest)
+    control.include_router(departments_router(accounts))
+    app.mount("/api", control)
     return app, ingest
 
 
@@ -112,6 +120,8 @@ def main() -> None:
     registry = SchemaRegistryStore(settings.schema_store_url)
     plane = build_control_plane(settings, registry)
     relay = start_control_plane(settings, plane)
+    # Department credentials and ACLs, applied to Kafka as the store owes them.
+    accounts = KafkaAccountSync(plane.store, settings).start()
     stop = threading.Event()
     threading.Thread(target=_sweep_expired, args=(plane, relay, stop), daemon=True).start()
     log.info(
@@ -120,7 +130,7 @@ def main() -> None:
         settings.printable_url(settings.schema_store_url),
         settings.printable_url(settings.control_url),
     )
-    app, ingest = build_catalog_app(settings, registry, plane, relay)
+    app, ingest = build_catalog_app(settings, registry, plane, relay, accounts)
     config = uvicorn.Config(
         app,
         host=settings.registry_host,
@@ -136,5 +146,6 @@ def main() -> None:
         if ingest is not None:
             ingest.close()
         relay.stop()
+        accounts.stop()
         registry.close()
         plane.store.close()

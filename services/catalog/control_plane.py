@@ -24,6 +24,7 @@ from services.catalog.catalog_edit import (
     schema_size_problem,
 )
 from services.catalog.control_store import ControlStore, Resource, grant_record
+from services.catalog.kafka_accounts import owe_department_account
 from services.catalog.outbox import RecordTooLarge
 from services.catalog.registry_store import SchemaRegistryStore
 from services.catalog.subjects import (
@@ -285,6 +286,7 @@ class ControlPlane:
         with self.store.transaction() as conn:
             for code, dept in depts.items():
                 self.store.put_department(conn, code, dept)
+                owe_department_account(conn, code)
             subjects: dict[str, str] = {}
             for entry in catalog.values():
                 before = self.store.get_resource(conn, entry.resource_id)

@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from services.catalog import outbox
+from services.catalog import kafka_accounts, outbox
 from services.catalog.workflow import Actor, Case, Role
 from services.common.catalog import CatalogEntry, Department
 from services.common.catalog_feed import CatalogRecord
@@ -149,6 +149,7 @@ class ControlStore:
         self.token_ttl = token_ttl
         metadata.create_all(self._engine)
         outbox.outbox_metadata.create_all(self._engine)
+        kafka_accounts.accounts_metadata.create_all(self._engine)
         self._add_schema_version_column()
         self._add_token_expiry_column()
 
@@ -249,10 +250,14 @@ class ControlStore:
         conn.execute(departments.delete().where(departments.c.code == code))
         conn.execute(departments.insert().values(code=code, body=_json(department)))
 
+    @staticmethod
+    def departments_in(conn: Connection) -> dict[str, Department]:
+        rows = conn.execute(select(departments)).all()
+        return {r.code: Department.model_validate(r.body) for r in rows}
+
     def departments(self) -> dict[str, Department]:
         with self.reading() as conn:
-            rows = conn.execute(select(departments)).all()
-        return {r.code: Department.model_validate(r.body) for r in rows}
+            return self.departments_in(conn)
 
     def add_user(
         self, conn: Connection, name: str, department: str, role: Role, token: str | None = None

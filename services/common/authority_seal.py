@@ -11,14 +11,12 @@ data directory, created on first use.
 from __future__ import annotations
 
 import base64
-import contextlib
-import os
-import uuid
 from pathlib import Path
 
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
+from services.common.private_files import secret_once
 from services.common.settings import ConfigError, Settings
 
 KEY_FILE = "dlq-authority.key"
@@ -70,19 +68,8 @@ def _private_from_settings(settings: Settings) -> PrivateKey:
 
 
 def _key_file_pair(settings: Settings) -> PrivateKey:
-    path = Path(settings.data_dir) / KEY_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Written private (mode 0600 at creation, never chmod-ed after), then linked into
-        # place: a process that loses the race reads the winner's whole key.
-        draft = path.with_name(f"{KEY_FILE}.{uuid.uuid4().hex}")
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(new_key_pair()[1] + "\n")
-        with contextlib.suppress(FileExistsError):
-            os.link(draft, path)
-        draft.unlink()
-    text = path.read_text().strip()
+    # Private from its creation; two processes starting together get the same pair.
+    text = secret_once(Path(settings.data_dir) / KEY_FILE, lambda: new_key_pair()[1])
     return PrivateKey(base64.b64decode(text))
 
 

@@ -9,7 +9,7 @@ import base64
 import datetime as dt
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +30,21 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GOVBUS_", frozen=True, extra="ignore")
 
     kafka_bootstrap: str = "localhost:9092"
+    # How every client authenticates to Kafka. The default is the project's own broker
+    # (deploy/kafka/kafka.sh), whose service password that script generates into the file.
+    kafka_security_protocol: Literal["SASL_PLAINTEXT", "SASL_SSL", "SSL", "PLAINTEXT"] = (
+        "SASL_PLAINTEXT"
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_username: str = Field("govbus", min_length=1)
+    # The password itself, or else the file holding it.
+    kafka_password: SecretStr | None = None
+    kafka_password_file: Path = REPO_ROOT / ".govbus" / "kafka-service.password"
+    # CA certificate (PEM) the clients trust, with SASL_SSL or SSL; the system's CAs if unset.
+    kafka_ssl_ca_location: Path | None = None
+    # Derives the SCRAM passwords of department accounts; generated into a private file
+    # under data_dir when unset.
+    kafka_account_secret: SecretStr | None = None
     registry_url: str = "http://localhost:8081"
     registry_host: str = "127.0.0.1"
     registry_port: int = Field(8081, ge=1, le=65535)
@@ -150,7 +165,34 @@ class Settings(BaseSettings):
 
     def kafka_config(self, **overrides: Any) -> dict[str, Any]:
         """librdkafka configuration shared by every client of this process."""
-        return {"bootstrap.servers": self.kafka_bootstrap, **overrides}
+        return {"bootstrap.servers": self.kafka_bootstrap, **self.kafka_security(), **overrides}
+
+    def kafka_security(
+        self, username: str | None = None, password: str | None = None
+    ) -> dict[str, str]:
+        """The librdkafka security keys: this process's principal, or the one named."""
+        config = {"security.protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol.startswith("SASL_"):
+            config |= {
+                "sasl.mechanism": self.kafka_sasl_mechanism,
+                "sasl.username": username or self.kafka_username,
+                "sasl.password": password if username else self.kafka_service_password(),
+            }
+        if self.kafka_security_protocol in ("SASL_SSL", "SSL") and self.kafka_ssl_ca_location:
+            config["ssl.ca.location"] = str(self.kafka_ssl_ca_location)
+        return config
+
+    def kafka_service_password(self) -> str:
+        if self.kafka_password is not None:
+            return self.kafka_password.get_secret_value()
+        try:
+            return self.kafka_password_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"GOVBUS_KAFKA_PASSWORD_FILE: cannot read {self.kafka_password_file} "
+                f"({exc.strerror}); set GOVBUS_KAFKA_PASSWORD, or start the project's broker "
+                "(deploy/kafka/kafka.sh start), which creates it"
+            ) from exc
 
     @property
     def registry_auth(self) -> str:
@@ -191,6 +233,8 @@ SECRET_SETTINGS = (
     "authority_token",
     "registry_password",
     "dlq_private_key",
+    "kafka_password",
+    "kafka_account_secret",
 )
 
 

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import threading
 
 import faust
 import mode
 from confluent_kafka import Consumer
 from faust.app.base import BootStrategy
+from faust.auth import SASLCredentials, SSLCredentials
+from faust.types.auth import CredentialsT
 from prometheus_client import CollectorRegistry
 
 from services.common import catalog_feed, grant_feed
@@ -144,11 +147,29 @@ class RouterApp(faust.App):
     BootStrategy = RouterBoot
 
 
+def faust_credentials(settings: Settings) -> CredentialsT | None:
+    """This process's Kafka principal as Faust's ``broker_credentials`` (aiokafka)."""
+    security = settings.kafka_security()
+    protocol = security["security.protocol"]
+    context = None
+    if protocol in ("SASL_SSL", "SSL"):
+        context = ssl.create_default_context(cafile=security.get("ssl.ca.location"))
+    if protocol.startswith("SASL_"):
+        return SASLCredentials(
+            username=security["sasl.username"],
+            password=security["sasl.password"],
+            mechanism=security["sasl.mechanism"],
+            ssl_context=context,
+        )
+    return SSLCredentials(context) if context is not None else None
+
+
 def create_app(settings: Settings) -> faust.App:
     """The Faust app: no agents and no Kafka clients of its own; it hosts the data path."""
     return RouterApp(
         settings.router_group,
         broker=[f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")],
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         topic_disable_leader=True,
         web_enabled=False,
