@@ -6,7 +6,8 @@
 Demo changes of all three resources (services/ingest/demo_data.py), the demo catalog and
 grants, a mock registry and a producer that drops what it is given: what is left is the data
 path's Python (decode, routes, filter, projection, masking, encode, audit records, metrics)
-in µs per event, best of a few rounds. ``--compare`` runs this script from another checkout
+in µs of CPU per event (process time: a loaded machine stretches wall time, not this), best
+of a few rounds. ``--compare`` runs this script from another checkout
 (say, the commit before a change) in the same run, so both figures share the machine's load.
 """
 
