@@ -122,20 +122,14 @@ class Corpus:
         return sum(len(records) for _, records in groups.values())
 
 
-Variant = tuple[str, str, Callable[[], float], Callable[[], str]]  # op, name, run, check
-
-
-def encode_variant(groups, make) -> tuple[Callable[[], float], Callable[[], str]]:
-    coders = [(make(schema), records) for schema, records in groups.values()]
-
-    def run() -> float:
-        t0 = time.process_time()
-        for encode, records in coders:
-            for r in records:
-                encode(r)
-        return time.process_time() - t0
-
-    return run, coders
+def timed(work: list[tuple[Callable[[Any], Any], list]]) -> float:
+    """CPU seconds to apply each function to each of its items (process time: a loaded
+    machine stretches wall time, not this)."""
+    t0 = time.process_time()
+    for call, items in work:
+        for item in items:
+            call(item)
+    return time.process_time() - t0
 
 
 def measure(n: int, rounds: int) -> dict[str, Any]:
@@ -157,11 +151,7 @@ def measure(n: int, rounds: int) -> dict[str, Any]:
         ]
 
         def run() -> float:
-            t0 = time.process_time()
-            for decode, _, data in coders:
-                for b in data:
-                    decode(b)
-            return time.process_time() - t0
+            return timed([(decode, data) for decode, _, data in coders])
 
         def check() -> str:
             for decode, rid, data in coders:
@@ -187,11 +177,7 @@ def measure(n: int, rounds: int) -> dict[str, Any]:
         ]
 
         def run() -> float:
-            t0 = time.process_time()
-            for encode, records, _ in coders:
-                for r in records:
-                    encode(r)
-            return time.process_time() - t0
+            return timed([(encode, records) for encode, records, _ in coders])
 
         def check() -> str:
             for encode, records, reference in coders:
