@@ -230,8 +230,7 @@ class DataPath:
         self.forwarder.forward(batch, dt.date.today(), decoded)
         if not self._pending:
             self._pending_since = started
-        for m in batch:
-            self._pending[(m.topic, m.partition)] = m.offset + 1
+        self._pending.update({(m.topic, m.partition): m.offset + 1 for m in batch})
         self._pending_events += len(batch)
         self._metrics.batch_size.labels(STAGE).observe(len(batch))
 

@@ -139,10 +139,9 @@ class BatchForwarder:
         """Route ``batch`` (``decoded``: its events, if already read) and queue the outputs."""
         if decoded is None:
             decoded = [self._router.decode_event(m) for m in batch]
-        seen: Counter[str] = Counter()
-        routed: Counter[str] = Counter()
-        dead: Counter[str] = Counter()
-        delivered: Counter[DeliveryPlan] = Counter()
+        seen = Counter(m.topic for m in batch)
+        dead_in: Counter[str] = Counter()  # per source topic
+        dead: Counter[str] = Counter()  # per reason
         failed: Counter[DeliveryPlan] = Counter()
         routes_of = self._router.live_routes(today)  # resolved once per batch
         # Per live route: its plan, fused step, delivery topic, backfill gate and audit shares.
@@ -156,13 +155,11 @@ class BatchForwarder:
         produce = self._writer.produce
         for msg, event in zip(batch, decoded, strict=True):
             topic = msg.topic
-            seen[topic] += 1
-            self.positions[(topic, msg.partition)] = msg.offset + 1
             if isinstance(event, DeadLetter):
                 self._writer.dead_letter(event)
                 dead[event.reason] += 1
+                dead_in[topic] += 1
                 continue
-            routed[topic] += 1
             event_id = event["event_id"]
             for plan, deliver, out_topic, gate, shares in lanes.get(topic, ()):
                 try:
@@ -184,11 +181,15 @@ class BatchForwarder:
                     # A backfill of this grant is running: the gate orders this key's live
                     # record after the key's snapshot (keyed by the key as delivered).
                     gate.live(key, partial(produce, out_topic, value, key))
-                delivered[plan] += 1
                 shares.append((event_id, record_key))
+        # The batch is in log order: the last message of each partition sets its position.
+        self.positions.update({(m.topic, m.partition): m.offset + 1 for m in batch})
+        routed = seen - dead_in
+        delivered: Counter[DeliveryPlan] = Counter()
         for topic_lanes in lanes.values():
             for plan, _, _, _, shares in topic_lanes:
                 if shares:
+                    delivered[plan] = len(shares)
                     self._writer.audit(plan, shares)
         self._writer.poll()
         self._count(today, seen, routed, dead, delivered, failed)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from services.common.catalog import CatalogEntry, Grant
 from services.common.catalog_feed import CatalogRecord
@@ -27,8 +27,9 @@ from services.router.fused import Fused, fuse
 STAGE = "router"
 
 
-@dataclass(frozen=True)
-class RawMessage:
+class RawMessage(NamedTuple):
+    """One consumed record (a tuple: built per event, where a frozen dataclass costs 1 µs)."""
+
     topic: str
     partition: int
     offset: int
