@@ -85,9 +85,12 @@ def main(argv: list[str] | None = None) -> None:
 
     add_adapter_commands(sub)
 
+    from services.audit_ledger import add_who_got
     from services.audit_verify import add_commands as add_audit_commands
+    from services.audit_verify import audit_commands
 
     add_audit_commands(sub)
+    add_who_got(audit_commands(sub))
 
     from services.dlq_commands import add_commands as add_dlq_commands
 

@@ -158,7 +158,14 @@ def _id_number(change: Change) -> str | None:
 
 
 def _backfilled(bus, grant_id: str) -> bool:
-    return any(m.key() == grant_id.encode() for m in read_topics(bus.settings, [BACKFILLS]))
+    """Every source partition's backfill of the grant recorded done."""
+    latest = {m.key(): m.value() for m in read_topics(bus.settings, [BACKFILLS])}
+    done = {
+        record["partition"]
+        for record in (json.loads(v) for v in latest.values() if v is not None)
+        if record["grant_id"] == grant_id and record["done"]
+    }
+    return len(done) >= bus.settings.topic_partitions
 
 
 def test_who_got_lists_live_and_backfill_shares_of_a_person_with_their_fields(bus):

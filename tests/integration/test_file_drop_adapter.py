@@ -114,9 +114,10 @@ def test_snapshots_bad_rows_duplicates_and_failed_files(bus, tmp_path):
     assert len(letters) == 4
     for (headers, body), rejected in zip(letters, first["rejected"], strict=True):
         assert headers["govbus.reason"] == rejected["reason"]
-        assert json.loads(body)["position"].startswith("qiye-20260301.csv#")
-        assert json.loads(body)["position"].endswith(f":row {rejected['row']}")
-    assert rows[20]["credit_code"][:-1] not in letters[0][1].decode()  # the bad code masked
+        assert json.loads(body)["record"]["position"].startswith("qiye-20260301.csv#")
+        assert json.loads(body)["record"]["position"].endswith(f":row {rejected['row']}")
+    # The credit code is L1 (public), shown for the provider to mend; the L4 ID number is not.
+    assert rows[20]["legal_rep_id_number"] not in letters[0][1].decode()
 
     # The same content again, under another name: nothing published twice.
     drop(folder, "qiye-20260301-again.csv", csv_bytes(lines))

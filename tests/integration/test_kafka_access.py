@@ -188,8 +188,8 @@ def test_acls_no_department_should_have_are_removed_at_start(access):
 def test_the_department_config_from_the_api_reads_avro_deliveries(access, registry_url):
     store = access.plane.store
     bootstrap_authority(store, ADMIN_TOKEN)
-    reader = add_user(store, AUTHORITY, "cons-reader", access.consumer, Role.CONSUMER)
-    stranger = add_user(store, AUTHORITY, "other-reader", access.other, Role.CONSUMER)
+    reader = add_user(store, AUTHORITY, "cons-reader", access.consumer, Role.CONSUMER).token
+    stranger = add_user(store, AUTHORITY, "other-reader", access.other, Role.CONSUMER).token
     app = create_control_app(access.plane)
     app.include_router(departments_router(access.sync))
     api = TestClient(app)
@@ -212,7 +212,10 @@ def test_the_department_config_from_the_api_reads_avro_deliveries(access, regist
     schema = json.dumps(
         {"type": "record", "name": "Delivery", "fields": [{"name": "n", "type": "long"}]}
     )
-    registry = SchemaRegistryClient({"url": registry_url})
+    # This registry signs in the bus alone; a department's own registry sign-in (user:token)
+    # is tested against the catalog service in test_security.
+    auth = access.settings.registry_auth
+    registry = SchemaRegistryClient({"url": registry_url, "basic.auth.user.info": auth})
     value = AvroSerializer(registry, schema)(
         {"n": 42}, SerializationContext(topic, MessageField.VALUE)
     )

@@ -29,6 +29,7 @@ from tests.unit.fixtures import resident
 ADMIN = "test-authority-token"
 MASK_SECRET = "integration-mask-secret"
 REGISTRY_PASSWORD = "integration-registry-password"
+AUDIT_KEY = "integration-audit-key"
 PREVIEWS_PER_MINUTE = 3
 RECORD = {"type": "record", "name": "Probe", "fields": [{"name": "n", "type": "int"}]}
 
@@ -83,6 +84,7 @@ def start_catalog(bootstrap: str, tmp_path: Path, **extra: str) -> Catalog:
         demo_mode="0",
         mask_secret=MASK_SECRET,
         registry_password=REGISTRY_PASSWORD,
+        audit_key=AUDIT_KEY,
         registry_port=str(port),
         api_url=f"{url}/api",
         authority_token=ADMIN,
@@ -128,6 +130,7 @@ def test_a_service_with_the_public_demo_secrets_refuses_to_start_naming_them(tmp
         )
         assert done.returncode == 2, done.stderr
         assert "GOVBUS_MASK_SECRET" in done.stderr and "GOVBUS_DEMO_MODE" in done.stderr
+        assert "GOVBUS_AUDIT_KEY" in done.stderr
     assert not (tmp_path / "authority.token").exists()
 
 
