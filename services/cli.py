@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> None:
     from services.ingest.feed import add_arguments
 
     add_commands(sub)
+    from services.ingest.adapters.command import add_commands as add_adapter_commands
+
+    add_adapter_commands(sub)
 
     feed = sub.add_parser("feed", help="the demo provider feed (resources from govbus.catalog)")
     add_arguments(feed)

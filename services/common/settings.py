@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     schemas_dir: Path = REPO_ROOT / "schemas" / "avro"
     # One YAML file per provider adapter (Debezium CDC, polling, file drop).
     adapters_dir: Path = REPO_ROOT / "deploy" / "adapters"
+    # The Kafka Connect worker that runs the Debezium connectors (deploy/connect/connect.sh).
+    connect_host: str = "127.0.0.1"
+    connect_port: int = Field(8083, ge=1, le=65535)
+    connect_group: str = Field("govbus-connect", pattern=r"^[A-Za-z0-9._-]+$")
     # Master secret for per-consumer HMAC keys; the demo default is public, so real
     # deployments must set it.
     mask_secret: SecretStr = SecretStr("govbus-demo-mask-secret-change-me")
@@ -56,6 +60,7 @@ class Settings(BaseSettings):
     sink_metrics_port: int = Field(9102, ge=0, le=65535)
     ingest_metrics_port: int = Field(9103, ge=0, le=65535)
     lag_metrics_port: int = Field(9105, ge=0, le=65535)
+    adapter_metrics_port: int = Field(9106, ge=0, le=65535)
     topic_partitions: int = Field(3, ge=1)
     max_message_bytes: int = Field(1_000_000, ge=1024)
     batch_size: int = Field(1000, ge=1)
@@ -91,6 +96,10 @@ class Settings(BaseSettings):
         return frozenset(
             dt.date.fromisoformat(d.strip()) for d in self.holidays.split(",") if d.strip()
         )
+
+    @property
+    def connect_url(self) -> str:
+        return f"http://{self.connect_host}:{self.connect_port}"
 
     @property
     def control_url(self) -> str:

@@ -43,6 +43,9 @@ class Change:
     system: str
     source_ts_ms: int | None = None
     snapshot: bool = False
+    # Derived from the source position by adapters whose positions are stable, so a replay
+    # is recognised downstream; None: a fresh id.
+    event_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,11 @@ class ChangePublisher:
     def topics(self) -> list[str]:
         return self._view.topics()
 
+    def record(self, resource_id: str) -> CatalogRecord | None:
+        """The resource's current catalog record (after applying the catalog's changes)."""
+        self.refresh()
+        return self._view.get(resource_id)
+
     def resource_ids(self) -> list[str]:
         return [r.resource_id for r in self._view.records()]
 
@@ -178,7 +186,7 @@ class ChangePublisher:
         problem = change_problem(change, rc)
         if problem:
             return self._dead(change, rc.entry, problem)
-        event_id = str(uuid.uuid4())
+        event_id = change.event_id or str(uuid.uuid4())
         envelope = make_envelope(change, rc.entry, int(self._clock() * 1000), event_id)
         row = change.after if change.after is not None else change.before
         try:
