@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,11 +105,16 @@ class ProviderTable:
             if own:
                 conn.close()
 
-    def start_writing(self) -> None:
+    def start_writing(self, rate: float = 150.0) -> None:
+        """Write changes at ``rate`` per second in the background, until ``stop_writing``."""
+
         def loop() -> None:
+            started, sent = time.monotonic(), 0
             with self.connect() as conn:
                 while not self._stop.is_set():
-                    self.write(20, conn)
+                    self.write(10, conn)
+                    sent += 10
+                    self._stop.wait(max(0.0, sent / rate - (time.monotonic() - started)))
 
         self._thread = threading.Thread(target=loop, daemon=True)
         self._thread.start()
