@@ -6,9 +6,10 @@ STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 KAFKA  := bash deploy/kafka/kafka.sh
 PG     := bash deploy/postgres/pg.sh
 EVENTS ?= 5000
+CDC    ?= 1
 
 .PHONY: install broker broker-stop postgres postgres-stop run demo test unit integration bench \
-	bench-store bench-backfill lint format clean
+	bench-store bench-backfill lint format clean cdc-reset
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11+"; exit 1; }
@@ -19,6 +20,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 	@$(KAFKA) fetch
+	@bash deploy/connect/connect.sh fetch
 
 broker: install
 	$(KAFKA) start
@@ -35,8 +37,15 @@ postgres: install
 postgres-stop:
 	$(PG) stop
 
+# CDC=1 (the default): the demo's changes are written into a provider PostgreSQL and reach
+# the bus through Debezium on Kafka Connect; CDC=0: the demo feed publishes directly.
 run: install
-	@bash deploy/with-broker.sh $(BIN)/govbus run
+	@CDC=$(CDC) bash deploy/with-broker.sh bash deploy/with-cdc.sh $(BIN)/govbus run
+
+# Remove the demo's Debezium connectors with their replication slots and publications.
+cdc-reset: install
+	@for f in deploy/adapters/*.yaml; do grep -q '^kind: debezium' $$f && \
+		$(BIN)/govbus adapter $$(basename $$f .yaml) --remove; done; true
 
 demo: install
 	@bash deploy/with-broker.sh $(BIN)/govbus demo --events $(EVENTS)
@@ -71,6 +80,7 @@ format: install
 	$(BIN)/ruff check --fix .
 
 clean:
+	-bash deploy/connect/connect.sh stop
 	-$(KAFKA) stop
 	-$(PG) stop
 	rm -rf .govbus

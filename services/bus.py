@@ -30,6 +30,14 @@ def _lag(settings: Settings, group: str) -> int | str:
         return "?"
 
 
+def _summed(totals) -> dict[str, float]:
+    summed: dict[str, float] = {}
+    for one in totals:
+        for name, value in one.items():
+            summed[name] = summed.get(name, 0.0) + value
+    return summed
+
+
 def _interrupt(*_) -> None:
     raise KeyboardInterrupt
 
@@ -43,8 +51,16 @@ def run_bus(settings: Settings, rate: float, interval_s: float = 2.0) -> None:
     try:
         start_core(settings, group)
         group.start("lag-exporter")
-        group.start("feed", "--rate", str(rate))
-        wait_http(f"http://localhost:{settings.ingest_metrics_port}/metrics", 60, group)
+        ingest_urls = [f"http://localhost:{settings.ingest_metrics_port}/metrics"]
+        if settings.provider_db_url:  # the demo's changes go through PostgreSQL and Debezium
+            from services.cdc_demo import start_cdc
+
+            ports = start_cdc(settings, group)
+            ingest_urls = [f"http://localhost:{p}/metrics" for p in ports]
+            group.start("feed", "--rate", str(rate), "--sql", settings.provider_db_url)
+        else:
+            group.start("feed", "--rate", str(rate))
+            wait_http(ingest_urls[0], 60, group)
         print(f"govbus is up; logs in {group.log_dir}. Ctrl-C stops everything.", flush=True)
         previous, last = None, time.monotonic()
         while True:
@@ -59,7 +75,7 @@ def run_bus(settings: Settings, rate: float, interval_s: float = 2.0) -> None:
                 )
             }
             line, previous = progress_line(
-                scrape_totals(f"http://localhost:{settings.ingest_metrics_port}/metrics"),
+                _summed(scrape_totals(url) for url in ingest_urls),
                 scrape_totals(f"http://localhost:{settings.router_metrics_port}/metrics"),
                 scrape_totals(f"http://localhost:{settings.sink_metrics_port}/metrics"),
                 lags,

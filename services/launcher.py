@@ -19,9 +19,11 @@ class ProcessGroup:
     env: dict[str, str] | None = None  # None: this process's environment
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
-    def start(self, name: str, *args: str) -> subprocess.Popen:
+    def start(self, name: str, *args: str, label: str | None = None) -> subprocess.Popen:
+        """Run ``govbus <name> <args>``; ``label`` (default ``name``) names its log and entry."""
+        label = label or name
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_dir / f"{name}.log", "ab") as log:
+        with open(self.log_dir / f"{label}.log", "ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "services.cli", name, *args],
                 stdout=log,
@@ -30,7 +32,7 @@ class ProcessGroup:
                 start_new_session=True,
                 env=self.env if self.env is not None else os.environ.copy(),
             )
-        self.procs[name] = proc
+        self.procs[label] = proc
         return proc
 
     def check_alive(self) -> None:

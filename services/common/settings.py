@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     connect_host: str = "127.0.0.1"
     connect_port: int = Field(8083, ge=1, le=65535)
     connect_group: str = Field("govbus-connect", pattern=r"^[A-Za-z0-9._-]+$")
+    # The demo providers' database: when set, `govbus run` writes the demo's changes as SQL
+    # into its tables and the Debezium adapters in adapters_dir carry them onto the bus.
+    provider_db_url: str = ""
     # Master secret for per-consumer HMAC keys; the demo default is public, so real
     # deployments must set it.
     mask_secret: SecretStr = SecretStr("govbus-demo-mask-secret-change-me")

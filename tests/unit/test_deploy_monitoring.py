@@ -22,6 +22,7 @@ from services.catalog.registry_metrics import instrument
 from services.common.metrics import BusMetrics
 from services.common.settings import Settings
 from services.ingest import publisher
+from services.ingest.adapters.debezium_run import AdapterMetrics
 from services.ops import lag_exporter
 from services.router import routing
 from services.sink import app as sink_app
@@ -51,6 +52,7 @@ PORT_SETTING = {
     "govbus-sink": "sink_metrics_port",
     "govbus-ingest": "ingest_metrics_port",
     "govbus-lag": "lag_metrics_port",
+    "govbus-adapters": "adapter_metrics_port",
     "govbus-registry": "registry_port",
 }
 FAKE_LAGS = {"gov.psb.resident_population": 7}
@@ -88,7 +90,14 @@ def known_metrics(lag_samples: list[Any]) -> set[str]:
     reg = CollectorRegistry()
     instrument(FastAPI(), reg)
     lag_names = {sample.name for sample in lag_samples}
-    sources = {"BusMetrics": exposed_names(bus), "registry": exposed_names(reg), "lag": lag_names}
+    adapters = CollectorRegistry()
+    AdapterMetrics(adapters)
+    sources = {
+        "BusMetrics": exposed_names(bus),
+        "registry": exposed_names(reg),
+        "lag": lag_names,
+        "adapters": exposed_names(adapters),
+    }
     for source, names in sources.items():
         assert names, f"no metrics derived from {source}"
     return set().union(*sources.values()) | {"up"}

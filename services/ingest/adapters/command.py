@@ -39,6 +39,7 @@ def _adapter(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("adapter", help="run a provider adapter (deploy/adapters/<name>.yaml)")
     p.add_argument("name", help="adapter name: the file stem under deploy/adapters/")
+    p.add_argument("--metrics-port", type=int, help="/metrics port (default: the setting)")
     p.add_argument(
         "--remove",
         action="store_true",

@@ -105,13 +105,13 @@ def _register(settings: Settings, name: str, adapter: DebeziumAdapter, topic: st
 
 
 def run_debezium(
-    name: str, adapter: DebeziumAdapter, settings: Settings, _args: argparse.Namespace
+    name: str, adapter: DebeziumAdapter, settings: Settings, args: argparse.Namespace
 ) -> int:
     topic = change_topic(name, adapter)
     _register(settings, name, adapter, topic)
     registry = CollectorRegistry()
     metrics, adapter_metrics = BusMetrics(registry), AdapterMetrics(registry)
-    port = serve_metrics(registry, settings.adapter_metrics_port)
+    port = serve_metrics(registry, args.metrics_port or settings.adapter_metrics_port)
     producer = make_producer(settings)
     publisher = build_publisher(settings, metrics, producer)
     consumer = make_consumer(settings, f"govbus-adapter-{name}")

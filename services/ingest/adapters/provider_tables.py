@@ -68,4 +68,12 @@ def change_sql(
         sets = ", ".join(f"{col(f)} = {p}" for f, p in names.items() if f not in key_fields)
         return f"UPDATE {qualified(table)} SET {sets} WHERE {where}", params
     cols = ", ".join(col(f) for f in names)
-    return f"INSERT INTO {qualified(table)} ({cols}) VALUES ({', '.join(names.values())})", params
+    # A create of a key the table already has (a demo restarted on old tables) updates it.
+    sets = ", ".join(f"{col(f)} = EXCLUDED.{col(f)}" for f in names if f not in key_fields)
+    keys = ", ".join(col(k) for k in key_fields)
+    values = ", ".join(names.values())
+    return (
+        f"INSERT INTO {qualified(table)} ({cols}) VALUES ({values}) "
+        f"ON CONFLICT ({keys}) DO UPDATE SET {sets}",
+        params,
+    )
