@@ -93,8 +93,8 @@ class ProviderTable:
                 sql, params = change_sql(
                     self.table,
                     change.op,
-                    change.before,
-                    change.after,
+                    self._columns_of(change.before),
+                    self._columns_of(change.after),
                     self.record.resource.key_fields,
                     self.columns,
                 )
@@ -104,6 +104,11 @@ class ProviderTable:
         finally:
             if own:
                 conn.close()
+
+    def _columns_of(self, row: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The row's values of the resource's fields (the table may have lost a column)."""
+        fields = [f["name"] for f in self.record.value_schema["fields"]]
+        return None if row is None else {f: row[f] for f in fields}
 
     def start_writing(self, rate: float = 150.0) -> None:
         """Write changes at ``rate`` per second in the background, until ``stop_writing``."""

@@ -22,7 +22,7 @@ from tests.integration.cdc import (
     write_adapter_file,
 )
 from tests.integration.conftest import Bus, new_bus, wait_until
-from tests.integration.seed import publish_file_feeds
+from tests.integration.seed import publish_file_feeds, publish_records
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 NAME = "samr-enterprises"
@@ -140,4 +140,44 @@ def test_kill9_of_bridge_and_connect_worker_mid_stream_loses_nothing(cdc: Cdc) -
     seen = cdc.table.written
     wait_until(lambda: cdc.table.written > seen + 300, 60, "changes after Connect is back")
     cdc.table.stop_writing()
+    cdc.wait_equal()
+
+
+def test_a_dropped_source_column_halts_the_adapter_until_the_catalog_follows(cdc: Cdc) -> None:
+    cdc.table.write(300)
+    cdc.start_adapter()
+    cdc.wait_equal()
+    with cdc.table.connect() as conn:
+        conn.execute(f"ALTER TABLE {SOURCE_TABLE} DROP COLUMN address")
+    cdc.table.columns = {**RENAMES}
+    record = cdc.table.record
+    narrowed = record.model_copy(
+        update={
+            "resource": record.resource.model_copy(
+                update={
+                    "fields": {k: v for k, v in record.resource.fields.items() if k != "address"}
+                }
+            ),
+            "value_schema": {
+                **record.value_schema,
+                "fields": [f for f in record.value_schema["fields"] if f["name"] != "address"],
+            },
+            "schema_version": record.schema_version + 1,
+        }
+    )
+    cdc.table.record = narrowed  # the source table now has the narrowed resource's columns
+    cdc.table.write(200)
+
+    def halted() -> bool:
+        return "halted: table qydj.enterprise, column address" in cdc.bus.processes.log("adapter")
+
+    wait_until(halted, 120, "the adapter halting on the dropped column")
+    stored = cdc.stored()
+    assert stored != cdc.table.rows()  # nothing after the halting change was taken
+    publish_records(cdc.bus.settings, [narrowed])  # the control plane's catalog change
+    wait_until(
+        lambda: "the adapter resumes" in cdc.bus.processes.log("adapter"),
+        60,
+        "the adapter resuming",
+    )
     cdc.wait_equal()

@@ -44,6 +44,17 @@ class Connection(BaseModel):
                 raise ConfigError(f"connection.password_file: {exc}") from exc
         return ""  # trust authentication (a local throwaway cluster)
 
+    def libpq(self) -> dict[str, object]:
+        """Keyword arguments of ``psycopg.connect`` for this database."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "dbname": self.database,
+            "user": self.user,
+            "password": self.password() or None,
+            "connect_timeout": 10,
+        }
+
 
 class DebeziumAdapter(AdapterBase):
     kind: str = "debezium"

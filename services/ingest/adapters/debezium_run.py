@@ -69,16 +69,8 @@ class SlotWatch:
         self._last: tuple[str | None, float] = (None, time.monotonic())
 
     def read(self) -> tuple[int, float] | None:
-        c = self._adapter.connection
         try:
-            with psycopg.connect(
-                host=c.host,
-                port=c.port,
-                dbname=c.database,
-                user=c.user,
-                password=c.password() or None,
-                connect_timeout=5,
-            ) as conn:
+            with psycopg.connect(**self._adapter.connection.libpq()) as conn:
                 row = conn.execute(SLOT_LAG, (self._slot,)).fetchone()
         except psycopg.Error as exc:
             log.warning("slot %s: cannot read its lag: %s", self._slot, exc)
@@ -164,16 +156,8 @@ def remove_debezium(name: str, adapter: DebeziumAdapter, settings: Settings) -> 
 
 
 def drop_slot(adapter: DebeziumAdapter, slot: str, deadline_s: float = 30.0) -> None:
-    c = adapter.connection
     deadline = time.monotonic() + deadline_s
-    with psycopg.connect(
-        host=c.host,
-        port=c.port,
-        dbname=c.database,
-        user=c.user,
-        password=c.password() or None,
-        autocommit=True,
-    ) as conn:
+    with psycopg.connect(**adapter.connection.libpq(), autocommit=True) as conn:
         conn.execute(f'DROP PUBLICATION IF EXISTS "{slot}"')
         while True:  # the slot stays active until the deleted connector's task has stopped
             row = conn.execute(
