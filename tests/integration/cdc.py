@@ -113,6 +113,8 @@ class ProviderTable:
     def start_writing(self, rate: float = 150.0) -> None:
         """Write changes at ``rate`` per second in the background, until ``stop_writing``."""
 
+        self._stop.clear()
+
         def loop() -> None:
             started, sent = time.monotonic(), 0
             with self.connect() as conn:
