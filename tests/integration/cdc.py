@@ -41,7 +41,7 @@ class ConnectWorker:
             "GOVBUS_CONNECT_PORT": str(self.port),
             "GOVBUS_CONNECT_GROUP": f"connect-{uuid.uuid4().hex[:8]}",
             "GOVBUS_CONNECT_DIR": str(data_dir),
-            "GOVBUS_CONNECT_WAIT_S": "180",
+            "GOVBUS_CONNECT_WAIT_S": "420",
         }
         self.pidfile = data_dir / "connect.pid"
 
