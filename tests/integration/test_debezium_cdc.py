@@ -106,9 +106,11 @@ def cdc(
     table.stop_writing()
     bus.processes.stop()
     client = ConnectClient(connect_worker.url)
-    client.forget(connector_name(name))
-    client.close()
-    drop_provider_database(pg_server_url, database, adapter, name)
+    try:
+        client.forget(connector_name(name))
+    finally:
+        client.close()
+        drop_provider_database(pg_server_url, database, adapter, name)
 
 
 def test_snapshot_while_writes_go_on_leaves_the_store_equal_to_the_source(cdc: Cdc) -> None:

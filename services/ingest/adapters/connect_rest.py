@@ -57,6 +57,22 @@ class ConnectClient:
             raise ConnectError(f"delete {name}: {response.status_code} {response.text[:300]}")
         return response.status_code == 204
 
+    def forget(self, name: str, deadline_s: float = 60.0) -> None:
+        """Stop the connector, delete its source offsets, then the connector: a connector made
+        again under the name starts afresh instead of asking its old slot for an old LSN."""
+        response = self._call("PUT", f"/connectors/{name}/stop", deadline_s)
+        if response.status_code == 404:
+            return
+        deadline = time.monotonic() + deadline_s
+        while (self.status(name) or {}).get("connector", {}).get("state") != "STOPPED":
+            if time.monotonic() >= deadline:
+                raise ConnectError(f"connector {name} not stopped after {deadline_s}s")
+            time.sleep(0.5)
+        response = self._call("DELETE", f"/connectors/{name}/offsets", deadline_s)
+        if response.status_code not in (200, 204):
+            raise ConnectError(f"offsets of {name}: {response.status_code} {response.text[:300]}")
+        self.delete_connector(name, deadline_s)
+
     def status(self, name: str) -> dict[str, Any] | None:
         """The connector's and its tasks' states, or None when it does not exist (yet)."""
         response = self._call("GET", f"/connectors/{name}/status", 10.0)

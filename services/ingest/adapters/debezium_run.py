@@ -145,11 +145,11 @@ def _watch(name: str, watch: SlotWatch, connect: ConnectClient, metrics: Adapter
 
 
 def remove_debezium(name: str, adapter: DebeziumAdapter, settings: Settings) -> None:
-    """Delete the connector, then drop its replication slot and publication: a slot left
-    behind holds WAL for ever."""
+    """Delete the connector with its offsets, then drop its replication slot and publication:
+    a slot left behind holds WAL for ever."""
     client = ConnectClient(settings.connect_url)
     try:
-        client.delete_connector(connector_name(name))
+        client.forget(connector_name(name))
     finally:
         client.close()
     drop_slot(adapter, slot_name(name))
