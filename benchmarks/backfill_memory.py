@@ -58,6 +58,7 @@ from services.common.store_tables import (  # noqa: E402
     source_version,
 )
 from services.common.topics import BACKFILLS, CATALOG  # noqa: E402
+from services.router.backfill import progress_key  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "latest.json"
 PARTITIONS = 3
@@ -163,7 +164,7 @@ def run_backfill(spec: dict) -> dict:
     at_start = rss_mb()
     started = time.monotonic()
     runner.start(record, route, seam)
-    while record.backfill_id not in runner.done_ids():
+    while not all(runner.is_done(record.backfill_id, p) for p in seam):
         if not runner.running():
             raise RuntimeError("the backfill ended without completing: see the log")
         time.sleep(0.1)  # polling a flag; the runner's own thread does the work
@@ -176,13 +177,21 @@ def run_backfill(spec: dict) -> dict:
     }
 
 
-def cleanup(settings: Settings, record: CatalogRecord, grant: GrantRecord, topics: list[str]):
+def cleanup(
+    settings: Settings,
+    record: CatalogRecord,
+    grant: GrantRecord,
+    topics: list[str],
+    seam: dict[int, int],
+):
     admin = make_admin(settings)
     for future in admin.delete_topics(topics).values():
         future.result()
     producer = Producer(settings.kafka_config())
     producer.produce(CATALOG, None, record.resource_id.encode())
-    producer.produce(BACKFILLS, None, grant.backfill_id.encode())
+    for partition in seam:
+        key = progress_key(grant.backfill_id, (record.topic, int(partition)))
+        producer.produce(BACKFILLS, None, key.encode())
     producer.flush(30)
 
 
@@ -237,7 +246,7 @@ def main() -> None:
                 text=True,
             )
         finally:
-            cleanup(settings, catalog_record, record, [delivery.name, audit_topic])
+            cleanup(settings, catalog_record, record, [delivery.name, audit_topic], seam)
         figures = json.loads(child.stdout.strip().splitlines()[-1])
     print(
         f"backfill of {args.keys} keys ({store_url.split(':', 1)[0]}): {figures['seconds']}s, "

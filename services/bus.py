@@ -9,6 +9,7 @@ from confluent_kafka import KafkaException
 
 from services.common.lag import group_lag
 from services.common.settings import Settings
+from services.ingest.adapters.config import AdapterBase
 from services.launcher import ProcessGroup, wait_http
 from services.progress import progress_line, scrape_totals
 
@@ -16,11 +17,33 @@ from services.progress import progress_line, scrape_totals
 def start_core(settings: Settings, group: ProcessGroup) -> None:
     """The catalog first (registry, and the grants published), then router and sink."""
     group.start("catalog-service")
-    wait_http(f"{settings.registry_url}/subjects", 30, group)
+    wait_http(f"{settings.registry_url}/healthz", 30, group)
     group.start("router")
     group.start("sink")
     wait_http(f"http://localhost:{settings.router_metrics_port}/metrics", 60, group)
     wait_http(f"http://localhost:{settings.sink_metrics_port}/metrics", 60, group)
+
+
+def start_adapters(settings: Settings, group: ProcessGroup) -> dict[str, AdapterBase]:
+    """One process per adapter file in ``deploy/adapters/`` (checked before any starts). The
+    ``debezium`` ones run with the demo's provider database only (``provider_db_url``, set by
+    deploy/with-cdc.sh with the Connect worker up), after its tables exist: Debezium's
+    publication names them."""
+    from services.ingest.adapters.command import configured_adapters
+
+    cdc = bool(settings.provider_db_url)
+    adapters = {
+        name: adapter
+        for name, adapter in sorted(configured_adapters(settings).items())
+        if cdc or adapter.kind != "debezium"
+    }
+    if cdc:
+        from services.ingest.sql_feed import create_demo_tables
+
+        create_demo_tables(settings)
+    for name in adapters:
+        group.start("adapter", name, label=f"adapter-{name}")
+    return adapters
 
 
 def _lag(settings: Settings, group: str) -> int | str:
@@ -51,16 +74,22 @@ def run_bus(settings: Settings, rate: float, interval_s: float = 2.0) -> None:
     try:
         start_core(settings, group)
         group.start("lag-exporter")
-        ingest_urls = [f"http://localhost:{settings.ingest_metrics_port}/metrics"]
+        adapters = start_adapters(settings, group)
+        # What comes in: the adapters' counts, and the feed's when it publishes directly.
+        ingest_urls = [
+            f"http://localhost:{a.metrics_port}/metrics"
+            for a in adapters.values()
+            if a.metrics_port
+        ]
         if settings.provider_db_url:  # the demo's changes go through PostgreSQL and Debezium
-            from services.cdc_demo import start_cdc
-
-            ports = start_cdc(settings, group)
-            ingest_urls = [f"http://localhost:{p}/metrics" for p in ports]
             group.start("feed", "--rate", str(rate), "--sql", settings.provider_db_url)
         else:
             group.start("feed", "--rate", str(rate))
-            wait_http(ingest_urls[0], 60, group)
+            ingest_urls.append(f"http://localhost:{settings.ingest_metrics_port}/metrics")
+        for url in ingest_urls:
+            wait_http(url, 120, group)
+        if adapters:
+            print(f"adapters: {', '.join(adapters)}", flush=True)
         print(f"govbus is up; logs in {group.log_dir}. Ctrl-C stops everything.", flush=True)
         previous, last = None, time.monotonic()
         while True:

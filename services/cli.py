@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from services.common.settings import ConfigError, load_settings
+from services.common.settings import ConfigError, load_service_settings, load_settings
 
 
 def _check_config(_: argparse.Namespace) -> int:
@@ -22,7 +22,7 @@ def _check_config(_: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from services.bus import run_bus
 
-    run_bus(load_settings(), rate=args.rate)
+    run_bus(load_service_settings(), rate=args.rate)
     return 0
 
 
@@ -31,7 +31,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     from services.demo import run_demo
 
-    return run_demo(load_settings(), args.events, args.seed, Console(width=120))
+    return run_demo(load_service_settings(), args.events, args.seed, Console(width=120))
 
 
 def _service(name: str):
@@ -77,12 +77,23 @@ def main(argv: list[str] | None = None) -> None:
     ):
         sub.add_parser(name, help=text).set_defaults(func=_service(name))
     from services.control_client import add_commands
+    from services.department_client import add_commands as add_department_commands
     from services.ingest.feed import add_arguments
 
     add_commands(sub)
     from services.ingest.adapters.command import add_commands as add_adapter_commands
 
     add_adapter_commands(sub)
+
+    from services.audit_verify import add_commands as add_audit_commands
+
+    add_audit_commands(sub)
+
+    from services.dlq_commands import add_commands as add_dlq_commands
+
+    add_dlq_commands(sub)
+
+    add_department_commands(sub)
 
     feed = sub.add_parser("feed", help="the demo provider feed (resources from govbus.catalog)")
     add_arguments(feed)

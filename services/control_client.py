@@ -21,6 +21,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from services.common.paths import OutsideDirectory, inside
 from services.common.settings import load_settings
 
 
@@ -134,6 +135,13 @@ def _user_add(args):
     print(made["token"] if not args.json else json.dumps(made))
 
 
+def _user_rotate_token(args):
+    made = _call(args, "POST", f"/users/{args.name}/token")
+    print(made["token"] if not args.json else json.dumps(made))
+    if not args.json:
+        print(f"valid until {made['expires_at']}; the old token no longer works", file=sys.stderr)
+
+
 def _user_remove(args):
     _call(args, "DELETE", f"/users/{args.name}")
     print(f"{args.name} removed; its token no longer works")
@@ -173,22 +181,39 @@ def _catalog_put(args):
     _print(args, _change(args, "PUT", f"/resources/{args.resource}", body))
 
 
-def _catalog_export(args):
-    files = _call(args, "GET", "/catalog/export")["files"]
-    for rel, text in files.items():
-        path = Path(args.dir) / rel
+def write_export(root: Path, files: dict[str, str]) -> None:
+    """Write the exported files under ``root``; none may land outside it (checked first)."""
+    try:
+        paths = {inside(root, rel): text for rel, text in files.items()}
+    except OutsideDirectory as exc:
+        raise ApiError(f"export refused, nothing written: {exc}") from exc
+    for path, text in paths.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
+
+
+def _catalog_export(args):
+    files = _call(args, "GET", "/catalog/export")["files"]
+    write_export(Path(args.dir), files)
     print(f"wrote {len(files)} files under {args.dir}")
+
+
+def read_import(root: Path) -> dict[str, str]:
+    """The files an import sends, keyed by path under ``root``; none read from outside it."""
+    rels = [
+        f"{sub}/{p.name}"
+        for sub, pattern in (("catalog", "*.yaml"), ("grants", "*.yaml"), ("schemas", "*.avsc"))
+        for p in sorted((root / sub).glob(pattern))
+    ]
+    try:
+        return {rel: inside(root, rel).read_text(encoding="utf-8") for rel in rels}
+    except OutsideDirectory as exc:
+        raise ApiError(f"import refused: {exc}") from exc
 
 
 def _catalog_import(args):
     root = Path(args.dir)
-    files = {
-        f"{sub}/{p.name}": p.read_text(encoding="utf-8")
-        for sub, pattern in (("catalog", "*.yaml"), ("grants", "*.yaml"), ("schemas", "*.avsc"))
-        for p in sorted((root / sub).glob(pattern))
-    }
+    files = read_import(root)
     if not any(k.startswith("catalog/") for k in files):
         raise ApiError(f"{root}/catalog has no *.yaml files")
     _print(args, _change(args, "POST", "/catalog/import", {"files": files}))
@@ -274,6 +299,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name")
     p.add_argument("--department", required=True)
     p.add_argument("--role", required=True, choices=["provider", "consumer", "authority", "ops"])
+    command(
+        user, "rotate-token", _user_rotate_token, "issue a new token (your own; any: authority)"
+    ).add_argument("name")
     command(user, "list", _user_list, "every user")
     command(user, "remove", _user_remove, "delete a user and its token").add_argument("name")
 
@@ -323,5 +351,22 @@ def _guarded(func):
             print(f"govbus: {exc}", file=sys.stderr)
             return 1
         return 0
+
+    return run
+
+
+def authority_only(what: str, func):
+    """Run ``func(args)`` only for the authority: the API says whose ``--token``/GOVBUS_TOKEN
+    it is. Commands that read the bus's own topics (dead letters, audit) use it."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            me = _call(args, "GET", "/whoami")
+            if me.get("role") != "authority":
+                raise ApiError(f"403: {what} is for the authority; {me['user']} is {me['role']}")
+        except ApiError as exc:
+            print(f"govbus: {exc}", file=sys.stderr)
+            return 1
+        return func(args) or 0
 
     return run

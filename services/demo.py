@@ -2,7 +2,8 @@
 
 Each change must end up either dead-lettered at ingest with its reason, or in the central
 store; every delivery the grants call for must be on its consumer's topic; no delivery
-topic may carry a valid resident ID number in clear. Exit status 1 when anything is missing.
+topic, nor the dead-letter topic, may carry a valid resident ID number in clear. Exit status 1
+when anything is missing.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from rich.table import Table
 
 from services.bus import start_core
 from services.common import catalog_feed, grant_feed
-from services.common.audit import first_broken_link
+from services.common.audit import verify_chains
 from services.common.catalog_feed import CatalogRecord
 from services.common.dead_letter import header_map
 from services.common.feed import read_feed
@@ -150,26 +151,31 @@ class Outcome:
     leaks: int = 0
     audited: dict[str, set[str]] = field(default_factory=dict)
     audit_records: int = 0
-    audit_break: int | None = None
+    audit_break: str | None = None  # the first record of a chain that does not verify
 
 
 def _read_outputs(settings: Settings, start, end) -> Outcome:
     codec = AvroCodec(make_registry_client(settings))
     out = Outcome()
     for msg in read_range(settings, start, end):
+        # Deliveries and dead letters alike: no ID number in clear.
+        out.leaks += len(find_resident_ids((msg.key() or b"").decode("latin-1")))
+        out.leaks += len(find_resident_ids((msg.value() or b"").decode("latin-1")))
         if msg.topic() == DLQ:
             h = header_map(msg.headers())
             out.dead[(h.get("govbus.stage", "?"), h.get("govbus.reason", "?"))] += 1
             continue
-        out.leaks += len(find_resident_ids((msg.key() or b"").decode("latin-1")))
-        out.leaks += len(find_resident_ids((msg.value() or b"").decode("latin-1")))
         value = codec.decode(msg.value())
         out.delivered.setdefault(msg.topic(), Counter())[value["event_id"]] += 1
-    # The whole trail, so the chain is checked from its first record.
-    records = [
-        json.loads(m.value()) for m in read_range(settings, {}, end_offsets(settings, [AUDIT]))
+    # The whole trail, so every chain is checked from its first record.
+    raw = [
+        ((m.topic(), m.partition(), m.offset()), m.value())
+        for m in read_range(settings, {}, end_offsets(settings, [AUDIT]))
     ]
-    out.audit_records, out.audit_break = len(records), first_broken_link(records)
+    report = verify_chains(raw, settings.audit_key.get_secret_value().encode())
+    records = [json.loads(value) for _, value in raw]
+    out.audit_records = len(records)
+    out.audit_break = str(report.breaks[0]) if report.breaks else None
     for r in records:
         topic = delivery_topic(r["consumer"], r["resource"].split(".", 1)[1])
         out.audited.setdefault(topic, set()).update(r["event_ids"])
@@ -222,8 +228,10 @@ def _report(console, events, took, ledger, expected, outcome: Outcome, store) ->
     if accounted != events:
         problems.append(f"{events - accounted} changes unaccounted for")
     if leaks:
-        problems.append(f"{leaks} valid resident ID numbers in clear on delivery topics")
-    console.print(f"resident ID numbers in clear on delivery topics: {leaks}")
+        problems.append(
+            f"{leaks} valid resident ID numbers in clear on delivery topics and the DLQ"
+        )
+    console.print(f"resident ID numbers in clear on delivery topics and the DLQ: {leaks}")
     unaudited = sum(len(want - outcome.audited.get(t, set())) for t, want in expected.items())
     chain = "intact" if outcome.audit_break is None else f"BROKEN at {outcome.audit_break}"
     console.print(

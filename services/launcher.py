@@ -20,7 +20,7 @@ class ProcessGroup:
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def start(self, name: str, *args: str, label: str | None = None) -> subprocess.Popen:
-        """Run ``govbus <name> <args>``; ``label`` (default ``name``) names its log and entry."""
+        """Run ``govbus <name> <args>``, known (and logged) as ``label`` (default: ``name``)."""
         label = label or name
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_dir / f"{label}.log", "ab") as log:

@@ -4,7 +4,6 @@ with the audit chain: the router's own forwarder."""
 
 from __future__ import annotations
 
-from services.common.audit import GENESIS
 from services.common.catalog import Grant
 from services.common.catalog_feed import CatalogRecord
 from services.common.kafka_clients import make_producer
@@ -12,7 +11,7 @@ from services.common.schemas import source_schema
 from services.common.serde import AvroCodec
 from services.common.settings import Settings
 from services.common.topics import AUDIT
-from services.router.app import audit_head
+from services.router.app import new_audit_chain
 from services.router.forwarder import OutputWriter
 from services.router.routing import Route, Router
 
@@ -29,7 +28,6 @@ def route_grant(
 
 
 def output_writer(settings: Settings, audit_topic: str = AUDIT) -> OutputWriter:
-    """The router's writer on a producer of its own, continuing the audit chain where it ends
-    (as a router process does), so tests sharing a broker keep one unbroken chain."""
-    head = audit_head(settings) if audit_topic == AUDIT else GENESIS
-    return OutputWriter(make_producer(settings), head, audit_topic)
+    """The router's writer on a producer of its own, with an audit chain of its own (as a router
+    process has), so tests sharing a broker keep every chain unbroken."""
+    return OutputWriter(make_producer(settings), new_audit_chain(settings), audit_topic)

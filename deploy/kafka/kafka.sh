@@ -12,6 +12,19 @@
 #   GOVBUS_KAFKA_LIBS       jar cache, shared by every data dir (default <repo>/.govbus/kafka/libs)
 #   GOVBUS_KAFKA_WAIT_S     readiness deadline for start/wait, seconds (default 60)
 #   KAFKA_HEAP_OPTS         JVM heap (default -Xmx1G -Xms256m)
+#
+# Security: the client listener takes SASL/SCRAM-SHA-512 only, and the StandardAuthorizer
+# denies whatever no ACL allows. The bus's own services are the super user
+# GOVBUS_KAFKA_USERNAME (default govbus), whose password is generated once into
+# GOVBUS_KAFKA_PASSWORD_FILE (default <repo>/.govbus/kafka-service.password, created private)
+# and added to the metadata when the storage is formatted. The broker reaches its own
+# controller as the super user 'controller' (SASL/PLAIN on the controller listener).
+#   GOVBUS_KAFKA_SECURITY_PROTOCOL      SASL_PLAINTEXT (default) or SASL_SSL
+#   GOVBUS_KAFKA_SSL_KEYSTORE_LOCATION  with SASL_SSL: the broker's key and certificate
+#                                       (PKCS12, or PEM with GOVBUS_KAFKA_SSL_KEYSTORE_TYPE=PEM)
+#   GOVBUS_KAFKA_SSL_KEYSTORE_PASSWORD  its password (PKCS12)
+#   GOVBUS_KAFKA_SSL_CA_LOCATION        with SASL_SSL: the CA (PEM) the broker trusts when it
+#                                       connects to itself
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -28,6 +41,25 @@ LIBS="$(realpath -m "$LIBS")"
 WAIT_S="${GOVBUS_KAFKA_WAIT_S:-60}"
 HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xmx1G -Xms256m}"
 
+SECURITY_PROTOCOL="${GOVBUS_KAFKA_SECURITY_PROTOCOL:-SASL_PLAINTEXT}"
+SERVICE_USER="${GOVBUS_KAFKA_USERNAME:-govbus}"
+PASSWORD_FILE="$(realpath -m "${GOVBUS_KAFKA_PASSWORD_FILE:-$REPO/.govbus/kafka-service.password}")"
+case "$SECURITY_PROTOCOL" in
+  SASL_PLAINTEXT) ;;
+  SASL_SSL)
+    [[ -n "${GOVBUS_KAFKA_SSL_KEYSTORE_LOCATION:-}" ]] ||
+      { echo "kafka.sh: GOVBUS_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs GOVBUS_KAFKA_SSL_KEYSTORE_LOCATION" >&2; exit 2; }
+    ;;
+  *)
+    echo "kafka.sh: GOVBUS_KAFKA_SECURITY_PROTOCOL must be SASL_PLAINTEXT or SASL_SSL, got '$SECURITY_PROTOCOL'" >&2
+    exit 2
+    ;;
+esac
+if [[ ! "$SERVICE_USER" =~ ^[A-Za-z0-9_.-]+$ ]]; then
+  echo "kafka.sh: GOVBUS_KAFKA_USERNAME must be letters, digits, '_', '.', '-', got '$SERVICE_USER'" >&2
+  exit 2
+fi
+
 HOST="${BOOTSTRAP%:*}"
 PORT="${BOOTSTRAP##*:}"
 if [[ "$HOST" == "$BOOTSTRAP" || ! "$PORT" =~ ^[0-9]+$ ]]; then
@@ -42,6 +74,9 @@ LOG_DIR="$DATA/logs"         # log4j output (server.log)
 LOG_DATA="$DATA/data"        # partitions + KRaft metadata log
 OUTFILE="$DATA/kafka.out"    # JVM stdout/stderr
 CLUSTER_ID_FILE="$DATA/cluster.id"
+CONTROLLER_PASSWORD_FILE="$DATA/controller.password"
+# Written at format time: which service password the metadata's SCRAM credential was made from.
+SCRAM_STAMP="$DATA/scram.sha256"
 STAMP="$LIBS/.govbus-stamp"
 
 read -r -a HEAP <<<"$HEAP_OPTS"
@@ -124,19 +159,73 @@ running_pid() {
   echo "$pid"
 }
 
+# A new random password in file $1, created private: umask 077 before the file exists, and
+# linked into place whole, so a racing start never reads half a password.
+new_secret_file() {
+  local target="$1" tmp
+  [[ -s "$target" ]] && return 0
+  mkdir -p "$(dirname "$target")"
+  tmp="$target.tmp.$$"
+  (
+    umask 077
+    head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32 >"$tmp"
+  )
+  ln "$tmp" "$target" 2>/dev/null || true # another start won the race: keep its password
+  rm -f "$tmp"
+}
+
+password_of() { tr -d '\n' <"$1"; }
+
+tls_props() {
+  [[ "$SECURITY_PROTOCOL" == SASL_SSL ]] || return 0
+  echo "ssl.keystore.location=$GOVBUS_KAFKA_SSL_KEYSTORE_LOCATION"
+  echo "ssl.keystore.type=${GOVBUS_KAFKA_SSL_KEYSTORE_TYPE:-PKCS12}"
+  [[ -z "${GOVBUS_KAFKA_SSL_KEYSTORE_PASSWORD:-}" ]] ||
+    echo "ssl.keystore.password=$GOVBUS_KAFKA_SSL_KEYSTORE_PASSWORD"
+  if [[ -n "${GOVBUS_KAFKA_SSL_CA_LOCATION:-}" ]]; then
+    echo "ssl.truststore.location=$GOVBUS_KAFKA_SSL_CA_LOCATION"
+    echo "ssl.truststore.type=PEM"
+  fi
+}
+
 render_props() {
   mkdir -p "$DATA" "$LOG_DIR" "$LOG_DATA"
-  cat >"$PROPS" <<EOF
+  new_secret_file "$PASSWORD_FILE"
+  new_secret_file "$CONTROLLER_PASSWORD_FILE"
+  local service_password controller_password
+  service_password="$(password_of "$PASSWORD_FILE")"
+  controller_password="$(password_of "$CONTROLLER_PASSWORD_FILE")"
+  # The properties hold both passwords: private like them, from the moment they exist.
+  rm -f "$PROPS"
+  (
+    umask 077
+    cat >"$PROPS" <<EOF
 # Rendered by deploy/kafka/kafka.sh on every start; edit the script, not this file.
 process.roles=broker,controller
 node.id=1
 # KRaft dynamic quorum (KIP-853): one voter, bootstrapped by 'format --standalone'.
 controller.quorum.bootstrap.servers=$HOST:$CONTROLLER_PORT
 controller.listener.names=CONTROLLER
-listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listeners=CLIENT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
+advertised.listeners=CLIENT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
+inter.broker.listener.name=CLIENT
+listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,CLIENT:$SECURITY_PROTOCOL
+
+# Clients authenticate with SCRAM-SHA-512; their credentials live in the cluster metadata.
+listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.client.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$SERVICE_USER" password="$service_password";
+$(tls_props)
+# The controller listener cannot use SCRAM (its credentials are in the metadata it serves):
+# PLAIN, with the one user the broker is.
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="controller" password="$controller_password" user_controller="$controller_password";
+
+# Deny by default: a principal does what an ACL allows it, nothing else.
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:controller;User:$SERVICE_USER
 
 log.dirs=$LOG_DATA
 num.partitions=3
@@ -154,6 +243,7 @@ min.insync.replicas=1
 # Consumer groups (Faust workers, tests) get partitions at once, not after 3 s.
 group.initial.rebalance.delay.ms=0
 EOF
+  )
 }
 
 run_java() {
@@ -172,8 +262,12 @@ new_cluster_id() {
 }
 
 format_storage() {
+  local digest
+  digest="$(sha256sum "$PASSWORD_FILE" | cut -d' ' -f1)"
   # meta.properties marks a formatted log dir: existing data is never reformatted.
   if [[ -f "$LOG_DATA/meta.properties" ]]; then
+    [[ "$(cat "$SCRAM_STAMP" 2>/dev/null)" == "$digest" ]] ||
+      die "$LOG_DATA was formatted without the credential in $PASSWORD_FILE (older data, or a new password): 'kafka.sh reset' removes the data"
     return 0
   fi
   if [[ ! -s "$CLUSTER_ID_FILE" ]]; then
@@ -182,8 +276,11 @@ format_storage() {
   fi
   log "formatting $LOG_DATA (cluster id $(cat "$CLUSTER_ID_FILE"))"
   run_java kafka.tools.StorageTool format --ignore-formatted --standalone \
-    -t "$(cat "$CLUSTER_ID_FILE")" -c "$PROPS" >"$LOG_DIR/format.log" 2>&1 ||
+    -t "$(cat "$CLUSTER_ID_FILE")" -c "$PROPS" \
+    --add-scram "SCRAM-SHA-512=[name=$SERVICE_USER,password=$(password_of "$PASSWORD_FILE")]" \
+    >"$LOG_DIR/format.log" 2>&1 ||
     { cat "$LOG_DIR/format.log" >&2; die "storage format failed"; }
+  echo "$digest" >"$SCRAM_STAMP"
 }
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
@@ -198,17 +295,33 @@ pick_python() {
   done
 }
 
-# Ready = a real Kafka metadata request is answered and lists a broker.
+# Ready = a real Kafka metadata request, authenticated as the service, is answered and lists
+# a broker.
 PROBE_PY='
 import sys
 from confluent_kafka.admin import AdminClient
-md = AdminClient({"bootstrap.servers": sys.argv[1], "log_level": 0}).list_topics(timeout=float(sys.argv[2]))
+bootstrap, timeout, protocol, user, password_file = sys.argv[1:6]
+config = {
+    "bootstrap.servers": bootstrap,
+    "security.protocol": protocol,
+    "sasl.mechanism": "SCRAM-SHA-512",
+    "sasl.username": user,
+    "sasl.password": open(password_file).read().strip(),
+    "log_level": 0,
+}
+if len(sys.argv) > 6:
+    config["ssl.ca.location"] = sys.argv[6]
+md = AdminClient(config).list_topics(timeout=float(timeout))
 sys.exit(0 if md.brokers else 1)
 '
 probe() {
   # The cheap TCP check first: no python start while the JVM is still booting.
   port_open "$HOST" "$PORT" || return 1
-  [[ -z "$PY" ]] || "$PY" -c "$PROBE_PY" "$BOOTSTRAP" "${1:-2}" >/dev/null 2>&1
+  [[ -z "$PY" ]] && return 0
+  local ca=()
+  [[ -z "${GOVBUS_KAFKA_SSL_CA_LOCATION:-}" ]] || ca=("$GOVBUS_KAFKA_SSL_CA_LOCATION")
+  "$PY" -c "$PROBE_PY" "$BOOTSTRAP" "${1:-2}" "$SECURITY_PROTOCOL" "$SERVICE_USER" \
+    "$PASSWORD_FILE" "${ca[@]}" >/dev/null 2>&1
 }
 
 show_log_tail() {
@@ -320,7 +433,9 @@ cmd_status() {
 cmd_reset() {
   cmd_stop
   # Only what start creates: the jar cache may live inside the default data dir.
-  rm -rf "$LOG_DATA" "$LOG_DIR" "$PROPS" "$CLUSTER_ID_FILE" "$OUTFILE" "$PIDFILE"
+  # The service password stays: clients and other brokers of this checkout share it.
+  rm -rf "$LOG_DATA" "$LOG_DIR" "$PROPS" "$CLUSTER_ID_FILE" "$OUTFILE" "$PIDFILE" \
+    "$SCRAM_STAMP" "$CONTROLLER_PASSWORD_FILE"
   log "data removed ($DATA)"
 }
 

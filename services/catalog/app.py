@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import threading
 from pathlib import Path
 
@@ -23,15 +22,20 @@ from services.catalog.control_api import create_control_app
 from services.catalog.control_plane import ControlPlane
 from services.catalog.control_store import ControlStore
 from services.catalog.convergence import owe_everything, revoke_strays
+from services.catalog.departments_api import departments_router
+from services.catalog.ingest_gateway import IngestGateway
+from services.catalog.kafka_account_sync import KafkaAccountSync
 from services.catalog.outbox_relay import OutboxRelay
 from services.catalog.registry_api import create_registry_app
+from services.catalog.registry_auth import user_login
 from services.catalog.registry_metrics import instrument
 from services.catalog.registry_store import SchemaRegistryStore
 from services.catalog.users import bootstrap_authority
 from services.catalog.workflow import SYSTEM, Calendar
 from services.common import grant_feed
 from services.common.feed import read_feed
-from services.common.settings import Settings, load_settings
+from services.common.private_files import write_private
+from services.common.settings import Settings, load_service_settings
 from services.common.topics import GRANTS
 
 log = logging.getLogger("govbus.catalog")
@@ -40,7 +44,7 @@ EXPIRY_SWEEP_S = 30.0
 
 def build_control_plane(settings: Settings, registry: SchemaRegistryStore) -> ControlPlane:
     return ControlPlane(
-        ControlStore(settings.control_url, settings.max_message_bytes),
+        ControlStore(settings.control_url, settings.max_message_bytes, settings.token_ttl),
         registry,
         Calendar(
             holidays=settings.holiday_dates,
@@ -48,7 +52,6 @@ def build_control_plane(settings: Settings, registry: SchemaRegistryStore) -> Co
             authority_days=settings.authority_due_days,
         ),
         settings.schemas_dir,
-        settings.mask_secret.get_secret_value().encode(),
     )
 
 
@@ -64,9 +67,7 @@ def start_control_plane(settings: Settings, plane: ControlPlane) -> OutboxRelay:
     token = bootstrap_authority(plane.store, given)
     if token is not None and given is None:
         path = authority_token_file(settings)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(token + "\n", encoding="utf-8")
-        os.chmod(path, 0o600)
+        write_private(path, token + "\n")
         log.info("authority user 'admin' created; its token is in %s", path)
     owed = owe_everything(plane.store, dt.datetime.now(dt.UTC))
     log.info("owing the bus %d records: every resource and grant", owed)
@@ -85,12 +86,21 @@ def authority_token_file(settings: Settings) -> Path:
 
 
 def build_catalog_app(
-    registry: SchemaRegistryStore, plane: ControlPlane, relay: OutboxRelay | None
-) -> FastAPI:
-    app = create_registry_app(registry)
-    instrument(app, CollectorRegistry())
-    app.mount("/api", create_control_app(plane, relay))
-    return app
+    settings: Settings,
+    registry: SchemaRegistryStore,
+    plane: ControlPlane,
+    relay: OutboxRelay,
+    accounts: KafkaAccountSync,
+) -> tuple[FastAPI, IngestGateway]:
+    """The service's app: the registry, the control API with departments, and HTTP push."""
+    app = create_registry_app(registry, user_login(settings, plane.store))
+    metrics = CollectorRegistry()
+    instrument(app, metrics)
+    ingest = IngestGateway(settings, metrics)
+    control = create_control_app(plane, relay, settings.preview_rate, ingest)
+    control.include_router(departments_router(accounts))
+    app.mount("/api", control)
+    return app, ingest
 
 
 def _sweep_expired(plane: ControlPlane, relay: OutboxRelay, stop: threading.Event) -> None:
@@ -106,10 +116,12 @@ def _sweep_expired(plane: ControlPlane, relay: OutboxRelay, stop: threading.Even
 def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry call is noise
     logging.basicConfig(level=logging.INFO, format="%(asctime)s catalog %(levelname)s %(message)s")
-    settings = load_settings()
+    settings = load_service_settings()
     registry = SchemaRegistryStore(settings.schema_store_url)
     plane = build_control_plane(settings, registry)
     relay = start_control_plane(settings, plane)
+    # Department credentials and ACLs, applied to Kafka as the store owes them.
+    accounts = KafkaAccountSync(plane.store, settings).start()
     stop = threading.Event()
     threading.Thread(target=_sweep_expired, args=(plane, relay, stop), daemon=True).start()
     log.info(
@@ -118,7 +130,7 @@ def main() -> None:
         settings.printable_url(settings.schema_store_url),
         settings.printable_url(settings.control_url),
     )
-    app = build_catalog_app(registry, plane, relay)
+    app, ingest = build_catalog_app(settings, registry, plane, relay, accounts)
     config = uvicorn.Config(
         app,
         host=settings.registry_host,
@@ -131,6 +143,9 @@ def main() -> None:
         uvicorn.Server(config).run()
     finally:
         stop.set()
+        if ingest is not None:
+            ingest.close()
         relay.stop()
+        accounts.stop()
         registry.close()
         plane.store.close()

@@ -16,6 +16,7 @@ import yaml
 
 from services.catalog.control_plane import ControlPlane
 from services.catalog.workflow import Actor, Refused
+from services.common.paths import OutsideDirectory, inside
 
 MAX_FILES = 200
 MAX_FILE_CHARS = 1_000_000
@@ -41,8 +42,12 @@ def import_files(plane: ControlPlane, actor: Actor, files: Mapping[str, str]) ->
                 )
             if len(text) > MAX_FILE_CHARS:
                 raise Refused(f"files: {rel} has {len(text)} characters; at most {MAX_FILE_CHARS}")
-            (root / parts[0]).mkdir(exist_ok=True)
-            (root / rel).write_text(text, encoding="utf-8")
+            try:
+                path = inside(root, rel)
+            except OutsideDirectory as exc:
+                raise Refused(f"files: {exc}") from exc
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(text, encoding="utf-8")
         try:
             return plane.import_folder(actor, root / "catalog", root / "grants", schemas)
         except Refused as exc:

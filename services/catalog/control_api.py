@@ -22,8 +22,10 @@ from pydantic import BaseModel, Field
 
 from services.catalog.catalog_files import export_files, import_files
 from services.catalog.control_plane import ControlPlane
+from services.catalog.ingest_gateway import IngestGateway, IngestUnavailable, UnknownResource
 from services.catalog.outbox_relay import OutboxRelay
-from services.catalog.users import add_user, remove_user
+from services.catalog.preview_limit import PreviewLimiter, TooManyPreviews
+from services.catalog.users import Unauthenticated, add_user, remove_user, rotate_token, token_actor
 from services.catalog.workflow import (
     Action,
     Actor,
@@ -43,10 +45,8 @@ bearer = HTTPBearer(auto_error=False)
 # short enough that with Kafka away the answer still comes within a second.
 PUBLISH_WAIT_S = 0.5
 Publication = Literal["published", "pending"]
-
-
-class Unauthenticated(Exception):
-    pass
+DEFAULT_PREVIEW_RATE = "20/minute"
+PUSH_MAX = 5000  # changes per pushed batch
 
 
 def _plane(request: Request) -> ControlPlane:
@@ -61,10 +61,7 @@ def _actor(
 ) -> Actor:
     if creds is None or creds.scheme.lower() != "bearer":
         raise Unauthenticated("missing credentials: send 'Authorization: Bearer <token>'")
-    actor = plane.store.actor_for_token(creds.credentials)
-    if actor is None:
-        raise Unauthenticated("unknown or revoked token")
-    return actor
+    return token_actor(plane.store, creds.credentials)
 
 
 Who = Annotated[Actor, Depends(_actor)]
@@ -113,6 +110,19 @@ class Preview(BaseModel):
     samples: list[dict[str, Any]] = Field(min_length=1, max_length=100)
 
 
+class Pushed(BaseModel):
+    """A provider's batch: each change has ``op`` (c/u/d), ``after`` and/or ``before``, and
+    optionally its ``position`` in the provider's system and ``source_ts_ms``."""
+
+    changes: list[Any] = Field(min_length=1, max_length=PUSH_MAX)
+
+
+class PushReply(BaseModel):
+    accepted: int
+    event_ids: list[str]
+    rejected: list[dict[str, Any]]
+
+
 class Samples(BaseModel):
     samples: list[dict[str, Any]] = Field(min_length=1, max_length=100)
 
@@ -132,7 +142,19 @@ def _require(actor: Actor, *roles: Role) -> None:
         raise Forbidden(f"this needs the {allowed} role; {actor.user} is {actor.role}")
 
 
-def create_control_app(plane: ControlPlane, relay: OutboxRelay | None = None) -> FastAPI:
+class IssuedTokenReply(BaseModel):
+    name: str
+    token: str
+    expires_at: dt.datetime
+
+
+def create_control_app(
+    plane: ControlPlane,
+    relay: OutboxRelay | None = None,
+    preview_rate: str = DEFAULT_PREVIEW_RATE,
+    ingest: IngestGateway | None = None,
+) -> FastAPI:
+    previews = PreviewLimiter(preview_rate)
     app = FastAPI(
         title="govbus control plane",
         description="Data resource catalog and the share (grant) workflow: the consumer "
@@ -157,9 +179,14 @@ def create_control_app(plane: ControlPlane, relay: OutboxRelay | None = None) ->
         return plane.store.users()
 
     @app.post("/users", status_code=201)
-    def new_user(body: NewUser, actor: Who, plane: Plane) -> dict[str, str]:
-        token = add_user(plane.store, actor, body.name, body.department, body.role)
-        return {"name": body.name, "token": token}
+    def new_user(body: NewUser, actor: Who, plane: Plane) -> IssuedTokenReply:
+        issued = add_user(plane.store, actor, body.name, body.department, body.role)
+        return IssuedTokenReply(name=body.name, **issued._asdict())
+
+    @app.post("/users/{name}/token")
+    def new_token(name: str, actor: Who, plane: Plane) -> IssuedTokenReply:
+        """Rotate a token: the old one is refused from now on."""
+        return IssuedTokenReply(name=name, **rotate_token(plane.store, actor, name)._asdict())
 
     @app.delete("/users/{name}", status_code=204)
     def delete_user(name: str, actor: Who, plane: Plane) -> None:
@@ -209,7 +236,9 @@ def create_control_app(plane: ControlPlane, relay: OutboxRelay | None = None) ->
 
     @app.post("/grants/preview")
     def preview(body: Preview, actor: Who, plane: Plane) -> list[dict[str, Any] | None]:
-        """Dry run of a request on sample records: nothing is stored or published."""
+        """Dry run of a request on sample records: nothing is stored or published. Pseudonyms
+        come from a key made for this call, so they match no delivery."""
+        previews.take(actor.user)
         entry = plane.resource(body.request.resource).entry
         now = dt.datetime.now(dt.UTC)
         case = new_case(body.request, entry, actor, "preview", now, plane.calendar)
@@ -231,7 +260,9 @@ def create_control_app(plane: ControlPlane, relay: OutboxRelay | None = None) ->
     def preview_grant(
         grant_id: str, body: Samples, actor: Who, plane: Plane
     ) -> list[dict[str, Any] | None]:
-        return plane.preview(grant(grant_id, actor, plane).grant, body.samples)
+        case = grant(grant_id, actor, plane)
+        previews.take(actor.user)
+        return plane.preview(case.grant, body.samples)
 
     @app.post("/grants", status_code=201, response_model_exclude_none=True)
     def request(body: GrantRequest, actor: Who, plane: Plane) -> CaseReply:
@@ -252,9 +283,38 @@ def create_control_app(plane: ControlPlane, relay: OutboxRelay | None = None) ->
         _require(actor, Role.AUTHORITY, Role.OPS)
         return plane.store.changes(object_id, min(max(limit, 1), 1000))
 
+    @app.post("/ingest/{resource_id}", status_code=202)
+    def push(resource_id: str, body: Pushed, actor: Who) -> PushReply:
+        """HTTP push: answered once Kafka acknowledged the accepted changes; each rejected one
+        is listed with why (and is on the dead-letter topic)."""
+        _require(actor, Role.PROVIDER)
+        if resource_id.split(".", 1)[0] != actor.department:
+            raise Forbidden(
+                f"{actor.user} pushes for department {actor.department}, whose resources are "
+                f"{actor.department}.*; {resource_id} belongs to another department"
+            )
+        if ingest is None:
+            raise IngestUnavailable("this service takes no pushed changes")
+        try:
+            result = ingest.push(actor.department, actor.user, resource_id, body.changes)
+        except UnknownResource as exc:
+            raise NotFound(str(exc)) from exc
+        return PushReply(
+            accepted=len(result.event_ids), event_ids=result.event_ids, rejected=result.rejected
+        )
+
+    @app.exception_handler(IngestUnavailable)
+    async def _unavailable(_r: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 503, {"Retry-After": "5"})
+
     @app.exception_handler(Unauthenticated)
     async def _unauthenticated(_r: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, 401, {"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(TooManyPreviews)
+    async def _too_many(_r: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, TooManyPreviews)
+        return JSONResponse({"detail": str(exc)}, 429, {"Retry-After": str(exc.retry_after_s)})
 
     @app.exception_handler(WorkflowError)
     async def _workflow(_r: Request, exc: Exception) -> JSONResponse:

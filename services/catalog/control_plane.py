@@ -24,6 +24,7 @@ from services.catalog.catalog_edit import (
     schema_size_problem,
 )
 from services.catalog.control_store import ControlStore, Resource, grant_record
+from services.catalog.kafka_accounts import owe_department_account
 from services.catalog.outbox import RecordTooLarge
 from services.catalog.registry_store import SchemaRegistryStore
 from services.catalog.subjects import (
@@ -72,14 +73,12 @@ class ControlPlane:
         registry: SchemaRegistryStore,
         calendar: Calendar,
         schemas_dir: Path,
-        mask_secret: bytes,
         clock: Callable[[], dt.datetime] = _now,
     ) -> None:
         self.store = store
         self.registry = registry
         self.calendar = calendar
         self.schemas_dir = schemas_dir
-        self._mask_secret = mask_secret
         self._clock = clock
 
     # -- reading ----------------------------------------------------------------------------
@@ -167,9 +166,13 @@ class ControlPlane:
         return done
 
     def preview(self, grant: Grant, samples: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
-        """What the grant's consumer would receive for each sample record (None: filtered out)."""
+        """What the grant's consumer would receive for each sample record (None: filtered out).
+
+        HMAC pseudonyms come from a key made for this call and then forgotten, never from the
+        consumer's: a preview shows the shape of a delivery, and is no pseudonym oracle.
+        """
         res = self.resource(grant.resource)
-        plan = compile_plan(grant, res.entry, res.value_schema, self._mask_secret)
+        plan = compile_plan(grant, res.entry, res.value_schema, secrets.token_bytes(32))
         out = []
         for i, record in enumerate(samples):
             missing = [f for f in grant.fields if f not in record]
@@ -283,6 +286,7 @@ class ControlPlane:
         with self.store.transaction() as conn:
             for code, dept in depts.items():
                 self.store.put_department(conn, code, dept)
+                owe_department_account(conn, code)
             subjects: dict[str, str] = {}
             for entry in catalog.values():
                 before = self.store.get_resource(conn, entry.resource_id)

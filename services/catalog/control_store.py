@@ -14,7 +14,7 @@ import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     JSON,
@@ -30,14 +30,22 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from services.catalog import outbox
+from services.catalog import kafka_accounts, outbox
 from services.catalog.workflow import Actor, Case, Role
 from services.common.catalog import CatalogEntry, Department
 from services.common.catalog_feed import CatalogRecord
 from services.common.grant_feed import GrantRecord
 from services.common.sql import build_engine
 
+DEFAULT_TOKEN_TTL = dt.timedelta(days=90)
 metadata = MetaData()
+
+
+class IssuedToken(NamedTuple):
+    token: str
+    expires_at: dt.datetime
+
+
 departments = Table(
     "departments", metadata, Column("code", String, primary_key=True), Column("body", JSON)
 )
@@ -49,6 +57,8 @@ users = Table(
     Column("role", String, nullable=False),
     # Only a digest is kept: a leaked database does not leak working tokens.
     Column("token_sha256", String, nullable=False, unique=True),
+    # After this instant the token is refused; rotating it issues a new one.
+    Column("token_expires_at", DateTime(timezone=True)),
 )
 resources = Table(
     "resources",
@@ -127,13 +137,21 @@ def grant_record(case: Case) -> GrantRecord:
 
 
 class ControlStore:
-    def __init__(self, url: str, max_record_bytes: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        url: str,
+        max_record_bytes: int = 1_000_000,
+        token_ttl: dt.timedelta = DEFAULT_TOKEN_TTL,
+    ) -> None:
         self._engine = build_engine(url)
         self._lock = threading.Lock()  # read-check-write steps of the workflow never interleave
         self._max_record_bytes = max_record_bytes
+        self.token_ttl = token_ttl
         metadata.create_all(self._engine)
         outbox.outbox_metadata.create_all(self._engine)
+        kafka_accounts.accounts_metadata.create_all(self._engine)
         self._add_schema_version_column()
+        self._add_token_expiry_column()
 
     def _add_schema_version_column(self) -> None:
         # Stores made before schema versions were kept: every schema they hold is version 1.
@@ -145,6 +163,18 @@ class ControlStore:
                         "ALTER TABLE resources ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 1"
                     )
                 )
+
+    def _add_token_expiry_column(self) -> None:
+        # Stores made before tokens expired: their tokens get one lifetime from now.
+        columns = {c["name"] for c in inspect(self._engine).get_columns("users")}
+        if "token_expires_at" not in columns:
+            kind = DateTime(timezone=True).compile(dialect=self._engine.dialect)
+            with self._engine.begin() as conn:
+                conn.execute(text(f"ALTER TABLE users ADD COLUMN token_expires_at {kind}"))
+                conn.execute(users.update().values(token_expires_at=self._token_expiry()))
+
+    def _token_expiry(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + self.token_ttl
 
     def close(self) -> None:
         self._engine.dispose()
@@ -220,36 +250,58 @@ class ControlStore:
         conn.execute(departments.delete().where(departments.c.code == code))
         conn.execute(departments.insert().values(code=code, body=_json(department)))
 
+    @staticmethod
+    def departments_in(conn: Connection) -> dict[str, Department]:
+        rows = conn.execute(select(departments)).all()
+        return {r.code: Department.model_validate(r.body) for r in rows}
+
     def departments(self) -> dict[str, Department]:
         with self.reading() as conn:
-            rows = conn.execute(select(departments)).all()
-        return {r.code: Department.model_validate(r.body) for r in rows}
+            return self.departments_in(conn)
 
     def add_user(
         self, conn: Connection, name: str, department: str, role: Role, token: str | None = None
-    ) -> str:
+    ) -> IssuedToken:
         """Create (or re-issue) a user's token; the clear token is returned only here."""
-        token = token or secrets.token_urlsafe(24)
+        issued = IssuedToken(token or secrets.token_urlsafe(24), self._token_expiry())
         conn.execute(users.delete().where(users.c.name == name))
         conn.execute(
             users.insert().values(
-                name=name, department=department, role=role.value, token_sha256=token_digest(token)
+                name=name,
+                department=department,
+                role=role.value,
+                token_sha256=token_digest(issued.token),
+                token_expires_at=issued.expires_at,
             )
         )
-        return token
+        return issued
+
+    def rotate_token(self, conn: Connection, name: str) -> IssuedToken | None:
+        """A new token for the user, the old one refused from now on; None: no such user."""
+        issued = IssuedToken(secrets.token_urlsafe(24), self._token_expiry())
+        changed = conn.execute(
+            users.update()
+            .where(users.c.name == name)
+            .values(token_sha256=token_digest(issued.token), token_expires_at=issued.expires_at)
+        ).rowcount
+        return issued if changed else None
 
     @staticmethod
     def remove_user(conn: Connection, name: str) -> bool:
         return conn.execute(users.delete().where(users.c.name == name)).rowcount > 0
 
-    def actor_for_token(self, token: str) -> Actor | None:
+    def token_holder(self, token: str) -> tuple[Actor, dt.datetime] | None:
+        """The user a token belongs to, and when the token expires (UTC)."""
         with self.reading() as conn:
             row = conn.execute(
                 select(users).where(users.c.token_sha256 == token_digest(token))
             ).first()
-        return (
-            None if row is None else Actor(user=row.name, department=row.department, role=row.role)
-        )
+        if row is None:
+            return None
+        expires_at = row.token_expires_at
+        if expires_at.tzinfo is None:  # SQLite keeps no zone; the store writes UTC
+            expires_at = expires_at.replace(tzinfo=dt.UTC)
+        return Actor(user=row.name, department=row.department, role=row.role), expires_at
 
     def users(self) -> list[Actor]:
         with self.reading() as conn:

@@ -19,6 +19,7 @@ from confluent_kafka import KafkaError, Producer
 
 from services.catalog.control_store import ControlStore
 from services.catalog.outbox import OutboxRow
+from services.catalog.retry_loop import RetryLoop
 from services.common.kafka_clients import (
     bus_topic_specs,
     ensure_topics,
@@ -33,7 +34,6 @@ log = logging.getLogger("govbus.outbox")
 
 BATCH = 500
 IDLE_POLL_S = 1.0  # a missed wake-up costs at most this long
-MIN_BACKOFF_S, MAX_BACKOFF_S = 0.5, 5.0  # Kafka back => records out within about 5 s
 DELIVERY_TIMEOUT_MS = 30_000  # a batch not acknowledged by then is produced again
 ADMIN_TIMEOUT_S = 10.0
 
@@ -59,24 +59,22 @@ class OutboxRelay:
         self._producer: Producer | None = None
         self._published = 0  # every seq up to this one is acknowledged by Kafka
         self._progress = threading.Condition()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
+        self._loop = RetryLoop(
+            "outbox-relay", self._round, self._failed, IDLE_POLL_S, finish=self._drop_producer
+        )
         self.failures = 0  # rounds that failed (Kafka away or refusing)
 
     # -- what other threads call ------------------------------------------------------------
     def start(self) -> OutboxRelay:
-        self._thread.start()
+        self._loop.start()
         return self
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=timeout_s)
+        self._loop.stop(timeout_s)
 
     def notify(self) -> None:
         """A change was committed: publish it now rather than at the next poll."""
-        self._wake.set()
+        self._loop.notify()
 
     @property
     def published_seq(self) -> int:
@@ -85,27 +83,14 @@ class OutboxRelay:
 
     def wait_published(self, seq: int, timeout_s: float) -> bool:
         """True once every record up to ``seq`` is on the bus; False after ``timeout_s``."""
-        self._wake.set()
+        self._loop.notify()
         with self._progress:
             return self._progress.wait_for(lambda: self._published >= seq, timeout_s)
 
     # -- the relay thread -------------------------------------------------------------------
-    def _run(self) -> None:
-        backoff = MIN_BACKOFF_S
-        while not self._stop.is_set():
-            try:
-                moved = self._round()
-            except Exception as exc:  # noqa: BLE001 - Kafka away or refusing: retry, never die
-                self.failures += 1
-                log.warning("outbox not published (%s); retrying in %.1f s", exc, backoff)
-                self._drop_producer()
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
-                continue
-            backoff = MIN_BACKOFF_S
-            if not moved:
-                self._wake.wait(IDLE_POLL_S)
-                self._wake.clear()
+    def _failed(self, exc: Exception, backoff_s: float) -> None:
+        self.failures += 1
+        log.warning("outbox not published (%s); retrying in %.1f s", exc, backoff_s)
         self._drop_producer()
 
     def _round(self) -> bool:
@@ -158,7 +143,7 @@ class OutboxRelay:
             producer.produce(row.topic, row.value, row.key.encode(), on_delivery=acked)
         # In slices, so a stop is seen; librdkafka gives up on its own after the timeout.
         while producer.flush(1.0) > 0:
-            if self._stop.is_set():
+            if self._loop.stopping:
                 raise PublishFailed("stopping with records unacknowledged")
         if errors:
             raise PublishFailed(f"{len(errors)} of {len(rows)} records refused: {errors[0]}")

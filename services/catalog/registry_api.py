@@ -1,7 +1,9 @@
 """The Confluent Schema Registry REST subset that confluent-kafka's SchemaRegistryClient,
 its Avro serde, kcat and Kafka Connect converters use, served from a SchemaRegistryStore.
 
-Unknown query parameters are ignored, so newer clients' extra flags do no harm.
+Unknown query parameters are ignored, so newer clients' extra flags do no harm. Every route
+but ``/`` and ``/healthz`` needs a signed-in principal, and writes the right to write
+(registry_auth.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
 from services.catalog.compatibility import Incompatibility, details
+from services.catalog.registry_auth import GlobalWriter, Login, Reader, SubjectWriter
 from services.catalog.registry_errors import (
     InvalidCompatibilityError,
     InvalidSchemaError,
@@ -64,7 +67,8 @@ Offset = Annotated[int, Query()]
 Limit = Annotated[int, Query()]
 Verbose = Annotated[bool, Query()]
 
-router = APIRouter()
+open_router = APIRouter()  # liveness, for health checks that hold no credentials
+router = APIRouter(dependencies=[Reader])
 
 
 def _page(items: list[Any], offset: int, limit: int) -> list[Any]:
@@ -109,12 +113,12 @@ def _raw_schema(schema: StoredSchema) -> Response:
     return Response(content=schema.schema, media_type=REGISTRY_MEDIA_TYPE)
 
 
-@router.get("/")
+@open_router.get("/")
 def root() -> dict[str, Any]:
     return {}
 
 
-@router.get("/healthz")
+@open_router.get("/healthz")
 def healthz(store: Store) -> Response:
     try:
         store.ping()
@@ -187,7 +191,7 @@ def subject_versions(
 
 
 @router.post("/subjects/{subject}/versions")
-def register(subject: str, body: SchemaBody, store: Store) -> dict[str, Any]:
+def register(subject: str, body: SchemaBody, store: Store, _: SubjectWriter) -> dict[str, Any]:
     # The schema is left out on purpose: the client then caches the exact text it sent.
     schema_id, version = store.register(subject, _schema_text(body))
     guid = store.get_by_id(schema_id).guid
@@ -200,7 +204,9 @@ def lookup(subject: str, body: SchemaBody, store: Store, deleted: Deleted = Fals
 
 
 @router.delete("/subjects/{subject}")
-def delete_subject(subject: str, store: Store, permanent: bool = False) -> list[int]:
+def delete_subject(
+    subject: str, store: Store, _: SubjectWriter, permanent: bool = False
+) -> list[int]:
     return store.delete_subject(subject, permanent=permanent)
 
 
@@ -218,7 +224,9 @@ def subject_version_schema(
 
 
 @router.delete("/subjects/{subject}/versions/{version}")
-def delete_version(subject: str, version: str, store: Store, permanent: bool = False) -> int:
+def delete_version(
+    subject: str, version: str, store: Store, _: SubjectWriter, permanent: bool = False
+) -> int:
     return store.delete_version(subject, _version(version), permanent=permanent)
 
 
@@ -262,12 +270,12 @@ def global_config(store: Store) -> dict[str, str]:
 
 
 @router.put("/config")
-def set_global_config(body: ConfigBody, store: Store) -> dict[str, str]:
+def set_global_config(body: ConfigBody, store: Store, _: GlobalWriter) -> dict[str, str]:
     return {"compatibility": store.set_compatibility(_level(body))}
 
 
 @router.delete("/config")
-def delete_global_config(store: Store) -> dict[str, str]:
+def delete_global_config(store: Store, _: GlobalWriter) -> dict[str, str]:
     return {"compatibilityLevel": store.delete_compatibility()}
 
 
@@ -278,17 +286,21 @@ def subject_config(subject: str, store: Store) -> dict[str, str]:
 
 
 @router.put("/config/{subject}")
-def set_subject_config(subject: str, body: ConfigBody, store: Store) -> dict[str, str]:
+def set_subject_config(
+    subject: str, body: ConfigBody, store: Store, _: SubjectWriter
+) -> dict[str, str]:
     return {"compatibility": store.set_compatibility(_level(body), subject)}
 
 
 @router.delete("/config/{subject}")
-def delete_subject_config(subject: str, store: Store) -> dict[str, str]:
+def delete_subject_config(subject: str, store: Store, _: SubjectWriter) -> dict[str, str]:
     return {"compatibilityLevel": store.delete_compatibility(subject)}
 
 
 def _error(status: int, error_code: int, message: str) -> RegistryJSONResponse:
-    return RegistryJSONResponse({"error_code": error_code, "message": message}, status)
+    # A 401 names the scheme, so clients and browsers know to send basic credentials.
+    headers = {"WWW-Authenticate": 'Basic realm="govbus registry"'} if status == 401 else None
+    return RegistryJSONResponse({"error_code": error_code, "message": message}, status, headers)
 
 
 async def _registry_error(_request: Request, exc: Exception) -> Response:
@@ -307,10 +319,13 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
     return _error(422, 422, f"Unprocessable request: {problems}")
 
 
-def create_registry_app(store: SchemaRegistryStore) -> FastAPI:
-    """A FastAPI app serving the registry REST API from the given store."""
+def create_registry_app(store: SchemaRegistryStore, login: Login) -> FastAPI:
+    """A FastAPI app serving the registry REST API from the given store to whom ``login``
+    admits."""
     app = FastAPI(title="govbus schema registry", default_response_class=RegistryJSONResponse)
     app.state.registry_store = store
+    app.state.registry_login = login
+    app.include_router(open_router)
     app.include_router(router)
     app.add_exception_handler(RegistryError, _registry_error)
     app.add_exception_handler(HTTPException, _http_error)

@@ -6,9 +6,10 @@ import datetime as dt
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.common.masking import MaskSpec
+from services.common.paths import escape_problem
 from services.common.rowfilter import FilterError, compile_filter
 from services.common.topics import delivery_topic, source_topic
 
@@ -85,6 +86,14 @@ class CatalogEntry(Strict):
     def resource_id(self) -> str:
         """Catalog-wide identifier: ``<provider>.<code>``."""
         return f"{self.provider}.{self.code}"
+
+    @field_validator("schema_file")
+    @classmethod
+    def _schema_file_stays_in_schemas(cls, value: str) -> str:
+        # It names a file under the schemas directory, on import and in exports.
+        if problem := escape_problem(value):
+            raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def _keys_are_fields(self) -> CatalogEntry:

@@ -75,7 +75,8 @@ def delivery_topic_spec(name: str, settings: Settings) -> TopicSpec:
 def bus_topic_specs(settings: Settings) -> list[TopicSpec]:
     return [
         TopicSpec(topics.DLQ, 1, {"retention.ms": str(30 * DAY_MS)}),
-        TopicSpec(topics.AUDIT, 1, {"retention.ms": "-1"}),
+        # Keyed by audit chain (one per router process): routers spread over the partitions.
+        TopicSpec(topics.AUDIT, settings.topic_partitions, {"retention.ms": "-1"}),
         TopicSpec(topics.CATALOG, 1, {"cleanup.policy": "compact"}),
         TopicSpec(topics.GRANTS, 1, {"cleanup.policy": "compact"}),
         TopicSpec(topics.BACKFILLS, 1, {"cleanup.policy": "compact"}),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
+from collections import Counter as Tally
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -75,10 +77,24 @@ class BusMetrics:
 def observe_ages(metrics: BusMetrics, stage: str, kafka_timestamps_s: list[float]) -> None:
     """Record how old each event of an acknowledged batch was, from its Kafka timestamp."""
     now = time.time()
-    age = metrics.event_age.labels(stage)
-    for ts in kafka_timestamps_s:
-        if ts:  # 0 or None: the producer set no timestamp
-            age.observe(max(0.0, now - ts))
+    # 0 or None: the producer set no timestamp
+    ages = [max(0.0, now - ts) for ts in kafka_timestamps_s if ts]
+    observe_many(metrics.event_age.labels(stage), ages)
+
+
+def observe_many(histogram: Histogram, amounts: list[float]) -> None:
+    """``histogram.observe`` of every amount, in one step: one increment per bucket hit.
+
+    prometheus_client has no bulk observe, and its own costs about 2.5 µs a value, a twentieth
+    of the router's work per event. This uses the histogram's bucket values (stable across
+    prometheus_client releases; a unit test holds it equal to ``observe`` one by one).
+    """
+    if not amounts:
+        return
+    bounds = histogram._upper_bounds  # ascending, ending in +Inf: every amount has a bucket
+    for index, n in Tally(bisect_left(bounds, a) for a in amounts).items():
+        histogram._buckets[index].inc(n)
+    histogram._sum.inc(sum(amounts))
 
 
 def serve_metrics(registry: CollectorRegistry, port: int) -> int:

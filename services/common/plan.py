@@ -33,6 +33,7 @@ class DeliveryPlan:
     key_schema: dict[str, Any]
     value_schema: dict[str, Any]
     masked_per_record: Mapping[str, int]  # method -> masked fields in one delivered record
+    delivered_fields: Mapping[str, str]  # field -> masking method, as the audit records it
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ def compile_plan(
         key_schema=key_schema_out,
         value_schema=value_schema_out,
         masked_per_record=dict(masked),
+        delivered_fields={n: specs[n].method for n in kept},
     )
 
 

@@ -297,7 +297,22 @@ def _null_test(operand: _Operand, want_null: bool) -> Eval:
     return lambda record: (operand.get(record) is None) == want_null
 
 
+_PLAIN = (str, int, float)  # ordered among themselves, never a TypeError: no datetimes
+
+
 def _comparison(op: Callable[[Any, Any], bool], left: _Operand, right: _Operand) -> Eval:
+    if left.is_field and not right.is_field and type(right.literal) in _PLAIN:
+        # field <op> literal, the usual case: a value of the literal's own type compares
+        # directly, as _compare would; anything else takes _compare's path.
+        get, literal, plain = left.get, right.literal, type(right.literal)
+
+        def evaluate(record: Record) -> bool | None:
+            value = get(record)
+            if type(value) is plain:
+                return op(value, literal)
+            return _compare(op, value, literal)
+
+        return evaluate
     return lambda record: _compare(op, left.get(record), right.get(record))
 
 

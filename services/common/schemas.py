@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common.catalog import CatalogEntry
+from services.common.paths import OutsideDirectory, inside
 
 OPS = ("c", "u", "d", "r")
 
@@ -22,7 +23,7 @@ def _load_json(path: Path) -> dict[str, Any]:
 
 
 def value_schema(entry: CatalogEntry, schemas_dir: Path) -> dict[str, Any]:
-    return copy.deepcopy(_load_json(schemas_dir / entry.schema_file))
+    return copy.deepcopy(_load_json(inside(schemas_dir, entry.schema_file)))
 
 
 def source_schema(schemas_dir: Path) -> dict[str, Any]:
@@ -31,7 +32,10 @@ def source_schema(schemas_dir: Path) -> dict[str, Any]:
 
 def check_entry_schema(entry: CatalogEntry, schemas_dir: Path) -> str | None:
     """Why the entry and its Avro schema disagree, or None."""
-    path = schemas_dir / entry.schema_file
+    try:
+        path = inside(schemas_dir, entry.schema_file)
+    except OutsideDirectory as exc:
+        return f"field 'schema_file': {exc}"
     try:
         schema = _load_json(path)
     except (OSError, ValueError) as exc:

@@ -17,7 +17,7 @@ whatever the size of the resource. SQLAlchemy Core only: SQLite and PostgreSQL a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,21 +174,25 @@ class StoreState:
         self._seam = partition_seam(seam, record.topic)
         self._defaults = defaults_of(record.value_schema["fields"])
         self._page_rows = page_rows
+        self.last_key: list[Any] | None = None
 
     def _below(self, partition: ColumnElement, offset: ColumnElement) -> ColumnElement[bool]:
         terms = [and_(partition == p, offset < s) for p, s in self._seam.items() if s > 0]
         return or_(*terms) if terms else false()
 
-    def pages(self) -> Iterator[list[StateRow]]:
-        """Pages of state rows in key order; a page may be short (deletes are left out)."""
+    def pages(self, after: Sequence[Any] | None = None) -> Iterator[list[StateRow]]:
+        """Pages of state rows in key order, from after the key ``after`` (its key field values)
+        if given; a page may be short (deletes are left out). ``last_key`` is the key a page
+        read up to, once it is yielded."""
         if not self._exists:
             return
         c = self._current.c
         keys = [c[k] for k in self._keys]
         below = self._below(c._partition, c._offset)
         # A tombstone below the seam is a deleted key; one past it may hide an older live row.
-        wanted = or_(not_(c._deleted), not_(below))
-        last: tuple | None = None
+        # A key stays on its partition: only the seam's partitions hold its state.
+        wanted = and_(c._partition.in_(sorted(self._seam)), or_(not_(c._deleted), not_(below)))
+        last: tuple | None = tuple(after) if after is not None else None
         while True:
             query = select(*self._columns).where(wanted).order_by(*keys).limit(self._page_rows)
             if last is not None:
@@ -199,6 +203,7 @@ class StoreState:
                 if not rows:
                     return
                 last = tuple(rows[-1][i] for i in self._key_at)
+                self.last_key = list(last)
                 yield self._page(conn, rows)
             if len(rows) < self._page_rows:
                 return

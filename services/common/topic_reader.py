@@ -26,6 +26,15 @@ def _probe(settings: Settings) -> Consumer:
     )
 
 
+def topic_names(settings: Settings, timeout_s: float = 10.0) -> list[str]:
+    """Every topic on the cluster."""
+    consumer = _probe(settings)
+    try:
+        return sorted(consumer.list_topics(timeout=timeout_s).topics)
+    finally:
+        consumer.close()
+
+
 def end_offsets(settings: Settings, topics: list[str], timeout_s: float = 10.0) -> Offsets:
     consumer = _probe(settings)
     try:

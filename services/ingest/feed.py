@@ -8,10 +8,12 @@ import logging
 import signal
 import time
 import weakref
+from functools import partial
 
 from prometheus_client import CollectorRegistry
 
 from services.common import catalog_feed
+from services.common.authority_seal import public_key, seal
 from services.common.catalog_feed import CatalogView
 from services.common.feed import FeedFollower
 from services.common.kafka_clients import (
@@ -24,7 +26,7 @@ from services.common.metrics import BusMetrics, serve_metrics
 from services.common.registry_client import make_registry_client
 from services.common.schemas import source_schema
 from services.common.serde import AvroCodec
-from services.common.settings import Settings, load_settings
+from services.common.settings import Settings, load_service_settings
 from services.common.topics import CATALOG
 from services.ingest.demo_data import RESOURCES, DemoFeed
 from services.ingest.publisher import Change, ChangePublisher
@@ -60,6 +62,7 @@ def build_publisher(
         settings.max_message_bytes,
         follower=follower,
         prepare_topic=prepare_topic,
+        seal_original=partial(seal, public_key(settings)),
     )
     publisher.refresh()
     weakref.finalize(publisher, _stop_follower, follower)
@@ -140,7 +143,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry call is noise
     logging.basicConfig(level=logging.INFO, format="%(asctime)s ingest %(levelname)s %(message)s")
-    settings = load_settings()
+    settings = load_service_settings()
     if args.sql:
         from services.ingest.sql_feed import main as sql_main
 

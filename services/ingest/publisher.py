@@ -20,15 +20,16 @@ from fastavro import parse_schema
 
 from services.common.catalog import CatalogEntry
 from services.common.catalog_feed import CatalogRecord, CatalogView
-from services.common.dead_letter import DeadLetter, produce_dead_letter
+from services.common.dead_letter import DeadLetter, masked_change, produce_dead_letter
 from services.common.feed import Decoded, FeedFollower, Unreadable
 from services.common.metrics import BusMetrics
 from services.common.schemas import envelope_schema, key_schema
 from services.common.serde import AvroCodec, EncodeError, Encoder
 from services.common.topics import CATALOG, key_subject, value_subject
-from services.ingest.validation import Problem, mask_failed_value, record_problem
+from services.ingest.validation import Problem, record_problem
 
 STAGE = "ingest"
+EVENT_ID_NAMESPACE = uuid.UUID("6f1c4c57-2d1e-4d0e-9a57-3f6b1b0c9e21")
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,6 @@ class Change:
     system: str
     source_ts_ms: int | None = None
     snapshot: bool = False
-    # Derived from the source position by adapters whose positions are stable, so a replay
-    # is recognised downstream; None: a fresh id.
-    event_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,14 +89,23 @@ def change_problem(change: Change, rc: ResourceCodec) -> Problem | None:
     return None
 
 
-def dead_letter_body(change: Change, entry: CatalogEntry | None, problem: Problem) -> bytes:
-    """The rejected change as JSON (no Avro bytes exist for it yet), fit for the DLQ's readers:
-    everything the provider needs to mend it, except the failed value of a checked field."""
-    body = dict(change.__dict__)
-    if entry is not None and problem.field is not None:
-        for part in ("before", "after"):
-            body[part] = mask_failed_value(entry, problem.field, body[part])
-    return json.dumps(body, ensure_ascii=False, default=str).encode()
+def dead_letter_of(
+    change: Change, entry: CatalogEntry | None, problem: Problem, seal: Callable[[bytes], str]
+) -> DeadLetter:
+    """The dead letter of a rejected change. It never reached a source topic, so its original
+    travels sealed to the authority's key, for a redrive; what anyone reading the DLQ sees is
+    the masked view, with the change's system and position for the provider to find it."""
+    original = json.dumps(change.__dict__, ensure_ascii=False, default=str).encode()
+    view = {**masked_change(change.__dict__, entry), "system": change.system}
+    view["position"] = change.position
+    return DeadLetter(
+        STAGE,
+        problem.reason,
+        problem.detail,
+        resource=change.resource,
+        record=view,
+        sealed=seal(original),
+    )
 
 
 def build_codec(record: CatalogRecord, codec: AvroCodec, source: dict[str, Any]) -> ResourceCodec:
@@ -117,7 +124,8 @@ class ChangePublisher:
 
     ``catalog`` is the live view; with a ``follower`` its changes are applied before each
     publish. A resource's codec is built on its first change after each catalog change, and
-    ``prepare_topic`` (e.g. create the source topic) runs then too.
+    ``prepare_topic`` (e.g. create the source topic) runs then too. ``seal_original`` seals a
+    rejected change for its dead letter (``authority_seal.seal`` with the authority's key).
     """
 
     def __init__(
@@ -131,6 +139,8 @@ class ChangePublisher:
         clock: Callable[[], float] = time.time,
         follower: FeedFollower[CatalogRecord] | None = None,
         prepare_topic: Callable[[str], None] = lambda _topic: None,
+        *,
+        seal_original: Callable[[bytes], str],
     ) -> None:
         self._view = catalog
         self._codec = codec
@@ -141,6 +151,7 @@ class ChangePublisher:
         self._clock = clock
         self._follower = follower
         self._prepare_topic = prepare_topic
+        self._seal = seal_original
         self._codecs: dict[str, ResourceCodec] = {}
 
     def apply(self, changes: Mapping[str, Decoded[CatalogRecord]]) -> list[str]:
@@ -167,36 +178,44 @@ class ChangePublisher:
     def topics(self) -> list[str]:
         return self._view.topics()
 
-    def record(self, resource_id: str) -> CatalogRecord | None:
-        """The resource's current catalog record (after applying the catalog's changes)."""
-        self.refresh()
-        return self._view.get(resource_id)
-
     def resource_ids(self) -> list[str]:
         return [r.resource_id for r in self._view.records()]
 
-    def publish(self, change: Change, on_delivery=None) -> str | None:
+    def record(self, resource_id: str) -> CatalogRecord | None:
+        """The resource's current catalog record (adapters map and convert source rows by it)."""
+        self.refresh()
+        return self._view.get(resource_id)
+
+    def publish(self, change: Change, on_delivery=None, event_id: str | None = None) -> str | None:
         """Queue the change; returns its event id, or None when it was dead-lettered."""
+        outcome = self.submit(change, on_delivery, event_id)
+        return outcome if isinstance(outcome, str) else None
+
+    def submit(
+        self, change: Change, on_delivery=None, event_id: str | None = None
+    ) -> str | Problem:
+        """Queue the change: its event id (``event_id``, else a new one), or the problem it was
+        dead-lettered for."""
         self.refresh()
         rc = self._codecs.get(change.resource)
         if rc is None:
             rc = self._codec_for(change)
             if isinstance(rc, Problem):
-                return self._dead(change, None, rc)
+                return self.reject(change, rc)
         problem = change_problem(change, rc)
         if problem:
-            return self._dead(change, rc.entry, problem)
-        event_id = change.event_id or str(uuid.uuid4())
+            return self.reject(change, problem, rc.entry)
+        event_id = event_id or str(uuid.uuid4())
         envelope = make_envelope(change, rc.entry, int(self._clock() * 1000), event_id)
         row = change.after if change.after is not None else change.before
         try:
             key = rc.encode_key({k: row[k] for k in rc.entry.key_fields})
             value = rc.encode_envelope(envelope)
         except EncodeError as exc:
-            return self._dead(change, rc.entry, Problem(exc.reason, exc.detail[:500]))
+            return self.reject(change, Problem(exc.reason, exc.detail[:500]), rc.entry)
         if len(value) + len(key) > self._max_bytes:
             problem = Problem("oversized", f"{len(value)} bytes > {self._max_bytes}")
-            return self._dead(change, rc.entry, problem)
+            return self.reject(change, problem, rc.entry)
         while True:
             try:
                 self._producer.produce(rc.entry.topic, value, key, on_delivery=on_delivery)
@@ -222,9 +241,27 @@ class ChangePublisher:
         self._codecs[rid] = rc
         return rc
 
-    def _dead(self, change: Change, entry: CatalogEntry | None, problem: Problem) -> None:
-        body = dead_letter_body(change, entry, problem)
-        letter = DeadLetter(STAGE, problem.reason, problem.detail, change.resource.encode(), body)
-        produce_dead_letter(self._producer, letter)
-        self._metrics.dead_letters.labels(STAGE, problem.reason).inc()
-        return None
+    def reject(
+        self, change: Change, problem: Problem, entry: CatalogEntry | None = None
+    ) -> Problem:
+        """Dead-letter the change with the problem's reason; adapters reject what they cannot
+        even turn into a change (a row without its key, an unknown op) here too."""
+        if entry is None:
+            record = self._view.get(change.resource)
+            entry = record.resource if record is not None else None
+        self.dead_letter(dead_letter_of(change, entry, problem, self._seal))
+        return problem
+
+    def dead_letter(self, letter: DeadLetter, on_delivery=None) -> None:
+        """Queue a dead letter and count it: a rejected change's, or that of a source record
+        an adapter could not read (which references the record's place on its topic)."""
+        produce_dead_letter(self._producer, letter, on_delivery)
+        self._metrics.dead_letters.labels(STAGE, letter.reason).inc()
+
+
+def source_event_id(change: Change) -> str:
+    """An event id derived from the change's place in its source, so a replay of the same
+    source position carries the same id and the sink recognises it."""
+    return str(
+        uuid.uuid5(EVENT_ID_NAMESPACE, f"{change.resource}|{change.system}|{change.position}")
+    )

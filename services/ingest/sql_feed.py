@@ -83,6 +83,13 @@ def pg_url(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
 
 
+def create_demo_tables(settings: Settings) -> None:
+    """The demo resources' tables in the provider database (``provider_db_url``)."""
+    records = demo_records(settings)
+    with psycopg.connect(pg_url(settings.provider_db_url), autocommit=True) as conn:
+        create_tables(conn, [records[r] for r in RESOURCES])
+
+
 def main(args: argparse.Namespace, settings: Settings) -> None:
     """``govbus feed --sql URL``: the demo providers' tables, then their changes, as SQL."""
     stopping: list[int] = []

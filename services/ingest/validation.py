@@ -8,7 +8,6 @@ from fastavro.validation import ValidationError, validate
 
 from services.common.catalog import CatalogEntry
 from services.common.idnumbers import credit_code_valid, resident_id_valid
-from services.common.masking import partial
 
 FORMAT_CHECKS = {
     "resident_id": ("invalid_id_number", resident_id_valid),
@@ -44,21 +43,3 @@ def record_problem(entry: CatalogEntry, parsed_schema: Any, record: Any) -> Prob
             # The value itself stays out of the detail: the DLQ is readable by operators.
             return Problem(reason, f"field {name} fails its {spec.format} check digit", name)
     return None
-
-
-def mask_failed_value(entry: CatalogEntry, field: str, record: Any) -> Any:
-    """The record with ``field`` masked where its value fails the field's format check.
-
-    A resident ID with one wrong digit is still most of a real person's number, so the dead
-    letter keeps only its head and tail (6+4, as ID cards are shown masked): enough, with the
-    change's system and position, for the provider to find and mend the record, not enough to
-    read the number. A value that passes its check (e.g. a valid ``before``) is left alone.
-    """
-    spec = entry.fields.get(field)
-    if not isinstance(record, dict) or spec is None or spec.format is None:
-        return record
-    value = record.get(field)
-    if value is None or FORMAT_CHECKS[spec.format][1](value):
-        return record
-    shown = partial(value, head=6, tail=4) if isinstance(value, str) else None
-    return {**record, field: shown}

@@ -23,7 +23,7 @@ from services.common.feed import FeedFollower
 from services.common.kafka_clients import make_admin
 from services.common.lag import groups_lags
 from services.common.metrics import serve_metrics
-from services.common.settings import Settings, load_settings
+from services.common.settings import Settings, load_service_settings
 from services.common.topics import CATALOG, source_topic
 
 log = logging.getLogger("govbus.lag")
@@ -113,7 +113,7 @@ class LagCollector:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s lag %(levelname)s %(message)s")
-    settings = load_settings()
+    settings = load_service_settings()
     follower = FeedFollower(settings, CATALOG, catalog_feed.decode).start()
     try:
         follower.wait_caught_up(30)

@@ -14,18 +14,20 @@ commit, so nothing is lost.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import ssl
 import threading
 
 import faust
 import mode
 from confluent_kafka import Consumer
 from faust.app.base import BootStrategy
+from faust.auth import SASLCredentials, SSLCredentials
+from faust.types.auth import CredentialsT
 from prometheus_client import CollectorRegistry
 
 from services.common import catalog_feed, grant_feed
-from services.common.audit import GENESIS
+from services.common.audit import AuditChain
 from services.common.feed import FeedFollower
 from services.common.kafka_clients import (
     bus_topic_specs,
@@ -38,9 +40,8 @@ from services.common.metrics import BusMetrics, serve_metrics
 from services.common.registry_client import make_registry_client
 from services.common.schemas import source_schema
 from services.common.serde import AvroCodec
-from services.common.settings import Settings, load_settings
-from services.common.topic_reader import end_offsets, read_range
-from services.common.topics import AUDIT, CATALOG, GRANTS
+from services.common.settings import Settings, load_service_settings
+from services.common.topics import CATALOG, GRANTS
 from services.router.backfill_runner import BackfillRunner
 from services.router.data_path import DataPath, consumer_config
 from services.router.forwarder import OutputWriter
@@ -50,12 +51,9 @@ from services.router.routing import Router
 log = logging.getLogger("govbus.router")
 
 
-def audit_head(settings: Settings) -> str:
-    """Hash of the last record on the audit topic, where this router's chain continues."""
-    end = end_offsets(settings, [AUDIT])
-    last = {tp: off - 1 for tp, off in end.items() if off > 0}
-    records = [json.loads(m.value()) for m in read_range(settings, last, end)]
-    return records[-1]["hash"] if records else GENESIS
+def new_audit_chain(settings: Settings) -> AuditChain:
+    """This process's own audit chain, keyed with the authority's audit key."""
+    return AuditChain(settings.audit_key.get_secret_value().encode())
 
 
 def build_router(settings: Settings) -> Router:
@@ -74,8 +72,9 @@ def build_data_path(settings: Settings, metrics: BusMetrics) -> DataPath:
     grants.wait_caught_up()
     router = build_router(settings)
     writer = OutputWriter(
-        make_producer(settings, **{"delivery.report.only.error": True}), audit_head(settings)
+        make_producer(settings, **{"delivery.report.only.error": True}), new_audit_chain(settings)
     )
+    log.info("audit chain %s", writer.chain_id)
 
     def ensure_delivery_topics(topics: list[str]) -> None:
         ensure_topics(admin, [delivery_topic_spec(t, settings) for t in topics])
@@ -148,11 +147,29 @@ class RouterApp(faust.App):
     BootStrategy = RouterBoot
 
 
+def faust_credentials(settings: Settings) -> CredentialsT | None:
+    """This process's Kafka principal as Faust's ``broker_credentials`` (aiokafka)."""
+    security = settings.kafka_security()
+    protocol = security["security.protocol"]
+    context = None
+    if protocol in ("SASL_SSL", "SSL"):
+        context = ssl.create_default_context(cafile=security.get("ssl.ca.location"))
+    if protocol.startswith("SASL_"):
+        return SASLCredentials(
+            username=security["sasl.username"],
+            password=security["sasl.password"],
+            mechanism=security["sasl.mechanism"],
+            ssl_context=context,
+        )
+    return SSLCredentials(context) if context is not None else None
+
+
 def create_app(settings: Settings) -> faust.App:
     """The Faust app: no agents and no Kafka clients of its own; it hosts the data path."""
     return RouterApp(
         settings.router_group,
         broker=[f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")],
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         topic_disable_leader=True,
         web_enabled=False,
@@ -164,7 +181,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s router %(levelname)s %(message)s")
     for noisy in ("faust", "mode", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    settings = load_settings()
+    settings = load_service_settings()
     metrics = BusMetrics(CollectorRegistry())
     path = build_data_path(settings, metrics)
     port = serve_metrics(metrics.registry, settings.router_metrics_port)

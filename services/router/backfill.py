@@ -16,13 +16,13 @@ so backfill does not read one).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.common.dead_letter import DeadLetter
+from services.common.catalog import CatalogEntry
+from services.common.dead_letter import DeadLetter, masked_change
 from services.common.plan import Delivery, DeliveryPlan, plan_delivery
 from services.common.serde import EncodeError
 from services.router.routing import STAGE
@@ -112,35 +112,89 @@ def snapshot_failure(exc: Exception) -> tuple[str, str]:
 
 
 def snapshot_dead_letter(
-    grant_id: str, exc: Exception, change: Mapping[str, Any], record_key: str, position: tuple
+    grant_id: str,
+    exc: Exception,
+    change: Mapping[str, Any],
+    entry: CatalogEntry,
+    position: tuple,
 ) -> DeadLetter:
-    """The dead letter of a snapshot that failed: the stored change as JSON (there are no
-    original bytes: it comes from the store), keyed by its record key, naming the grant."""
+    """The dead letter of a snapshot that failed: the stored change masked, naming the grant,
+    and the position of the source event that wrote it (where a redrive reads it)."""
     reason, detail = snapshot_failure(exc)
     topic, partition, offset = position
     return DeadLetter(
         STAGE,
         reason,
         f"grant {grant_id} backfill: {detail}",
-        record_key.encode(),
-        json.dumps(change, ensure_ascii=False, default=str).encode(),
         topic,
         partition,
         offset,
         grant_id,
+        resource=entry.resource_id,
+        record=masked_change(change, entry),
     )
 
 
-def completion(
-    grant_id: str, backfill_id: str, upto: Mapping[Partition, int], delivered: int, failed: int
+def progress_key(backfill_id: str, partition: Partition) -> str:
+    """Key of one partition's backfill progress on ``govbus.backfills`` (compacted)."""
+    topic, number = partition
+    return f"{backfill_id}#{topic}:{number}"
+
+
+def progress(
+    grant_id: str,
+    backfill_id: str,
+    partition: Partition,
+    resume: Resume,
+    delivered: int,
+    failed: int,
+    done: bool,
 ) -> dict[str, Any]:
-    """The record of a completed backfill on ``govbus.backfills`` (keyed by backfill id)."""
+    """One partition's backfill progress, keyed by :func:`progress_key`: every change of the
+    partition from ``live_from`` on went out live, and every key up to ``after`` (key order) is
+    done; ``done``: all of them."""
+    topic, number = partition
     return {
         "grant_id": grant_id,
         "backfill_id": backfill_id,
         "from": "central_store",
-        "seam": {f"{t}:{p}": off for (t, p), off in sorted(upto.items())},
+        "partition": f"{topic}:{number}",
+        "seam": {f"{topic}:{number}": resume.live_from},
+        "after": resume.after,
         "delivered": delivered,
         "dead_lettered": failed,
+        "done": done,
         "ts_ms": int(time.time() * 1000),
     }
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a partition's backfill stands: changes from ``live_from`` on went out live (the
+    first owner's seam), keys up to ``after`` are done (None: none yet)."""
+
+    live_from: int
+    after: list[Any] | None = None
+
+    def sent_live(self, offset: int) -> bool:
+        """Whether the change at ``offset`` (a key's latest below this run's seam) went out live:
+        its snapshot would only repeat it."""
+        return offset >= self.live_from
+
+
+def resume(record: Mapping[str, Any] | None, seam_offset: int) -> Resume:
+    """Where a partition's backfill goes on, with this run's seam, after its owner changed or it
+    failed: from the earlier run's record, when that run's seam is at or below this one.
+
+    Why that is exact: from the first run's seam on, every change of the partition was routed
+    live with the grant (by whichever router owned it), and the new seam is where the earlier
+    owner's commits ended. So a key whose latest change below the new seam is at or past the
+    first seam has that change already; every other key gets its state below the new seam, and
+    keys up to ``after`` are done.
+    """
+    if not record or record.get("done"):
+        return Resume(seam_offset)
+    (first,) = record["seam"].values()
+    if first > seam_offset:  # the group's offsets went back: start over
+        return Resume(seam_offset)
+    return Resume(first, record.get("after"))

@@ -1,14 +1,18 @@
-"""Backfill newly active grants from the central store, each in a thread, while routing goes on.
+"""Backfill newly active grants from the central store, one job per source partition, each in a
+thread, while routing goes on.
 
-A grant's backfill (see ``backfill.py`` for the seam) starts when the router hands over the
-grant with its seam; from then on the router routes the grant's live changes (those at or past
-the seam) as for any grant, through the grant's :class:`KeyGate`. The backfill thread waits
-until the central store has applied every change below the seam, then reads the state below the
-seam from the store in pages, and delivers each page like the live path would (filter, project,
-mask, encode, op ``r``), with its audit records (kind ``backfill``), acknowledged page by page,
-so memory stays bounded whatever the size of the resource. Completion goes to the compacted
-``govbus.backfills`` only after every record is acknowledged: a crash repeats the backfill (at
-least once).
+A partition's backfill (see ``backfill.py`` for the seam) is run by that partition's current
+owner in the router group, with that partition's seam: the data path starts one for each
+partition it is assigned, for each routed grant whose backfill of that partition is not done.
+From then on the router routes the grant's live changes (those at or past the seam) as for any
+grant, through the grant's :class:`KeyGate`. The job waits until the central store has applied
+every change of its partition below the seam, then reads that state from the store in pages
+(key order) and delivers each page like the live path would (filter, project, mask, encode, op
+``r``). A page is audited (kind ``backfill``) before it is sent, then acknowledged, then its
+progress goes to the compacted ``govbus.backfills`` (keyed per backfill and partition): the last
+key done, and at the end ``done``. A partition revoked mid-backfill stops there; its new owner
+goes on after the last key recorded, and skips keys whose latest change the earlier owners
+routed live (``resume``), so at most one page is sent twice.
 
 Ordering per key: a key the live path has delivered since the seam never then receives the older
 snapshot. Live and backfill records of one grant go through the grant's gate and the same
@@ -21,12 +25,13 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from services.common import catalog_feed
+from services.common.catalog import CatalogEntry
 from services.common.catalog_feed import CatalogRecord
 from services.common.dead_letter import produce_dead_letter
 from services.common.feed import read_feed
@@ -36,14 +41,17 @@ from services.common.plan import DeliveryPlan, plan_delivery
 from services.common.settings import Settings
 from services.common.sql import build_engine
 from services.common.store_reader import StateRow, StoreState, behind, store_positions
-from services.common.topic_reader import end_offsets, read_range
 from services.common.topics import BACKFILLS, CATALOG
 from services.router.backfill import (
     Partition,
-    completion,
+    Resume,
+    progress,
+    progress_key,
+    resume,
     snapshot_dead_letter,
     snapshot_event,
 )
+from services.router.backfill_state import KeyGate, Progress
 from services.router.routing import Route, Router
 
 log = logging.getLogger("govbus.router.backfill")
@@ -70,75 +78,38 @@ class BackfillStopped(Exception):
     """The backfill was stopped (router stopping, grant removed or started again): not done."""
 
 
-class KeyGate:
-    """Serialises one grant's live and backfill records per record key.
-
-    ``key`` is the grant's output key (``Output.key``: the encoded, masked record key), the same
-    bytes on both paths. A key delivered live since the seam is newer than any snapshot of it.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._live: set[bytes] = set()
-        self._closed = False
-
-    def live(self, key: bytes, produce: Callable[[], None]) -> None:
-        """The router's loop: record that ``key`` went live, and produce it (always)."""
-        with self._lock:
-            self._live.add(key)
-            produce()
-
-    def snapshot(self, key: bytes, produce: Callable[[], None]) -> None:
-        """The backfill: produce the snapshot of ``key`` unless the live path got there first."""
-        with self._lock:
-            if not self._closed and key not in self._live:
-                produce()
-
-    def close(self) -> None:
-        """No snapshot after this (a stopped backfill); live calls still produce."""
-        with self._lock:
-            self._closed = True
-
-
 @dataclass
 class _Job:
     record: GrantRecord
     route: Route
-    seam: dict[Partition, int]
-    gate: KeyGate = field(default_factory=KeyGate)
+    partition: Partition
+    seam_offset: int
+    gate: KeyGate
+    resume: Resume
+    delivered: int = 0
+    failed: int = 0
     stopped: threading.Event = field(default_factory=threading.Event)
 
     @property
     def grant_id(self) -> str:
         return self.record.grant.id
 
+    @property
+    def seam(self) -> dict[Partition, int]:
+        return {self.partition: self.seam_offset}
+
     def check(self) -> None:
         if self.stopped.is_set():
-            raise BackfillStopped(self.grant_id)
+            raise BackfillStopped(f"{self.grant_id} {self.partition}")
 
     def stop(self) -> None:
-        self.stopped.set()
-        self.gate.close()
+        self.gate.stop(self.stopped)
 
 
 @dataclass
 class _Tally:
-    delivered: int = 0
     live_first: int = 0  # keys the live path delivered before their snapshot: skipped
-    failed: int = 0
     rows: int = 0
-
-
-def completed_backfills(settings: Settings) -> set[str]:
-    """Backfill ids completed by any run of the router (``govbus.backfills``)."""
-    done: set[str] = set()
-    for msg in read_range(settings, {}, end_offsets(settings, [BACKFILLS])):
-        key = msg.key().decode()
-        if msg.value() is None:
-            done.discard(key)
-        else:
-            done.add(key)
-    return done
 
 
 class BackfillRunner:
@@ -161,39 +132,82 @@ class BackfillRunner:
         self._engine = build_engine(store_url)
         self._page_rows = page_rows
         self._store_wait_s = store_wait_s
-        self._done = completed_backfills(settings)
-        self._jobs: dict[str, _Job] = {}
+        self.progress = Progress(settings)
+        self._jobs: dict[tuple[str, Partition], _Job] = {}  # (grant id, partition) -> job
+        self._gates: dict[str, tuple[str, KeyGate]] = {}  # grant id -> (backfill id, gate)
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="backfill")
         self._dead_letters = make_producer(settings)
         self._dead_letter_errors: list[Any] = []
 
-    def done_ids(self) -> set[str]:
-        with self._lock:
-            return set(self._done)
+    def catch_up(self) -> None:
+        self.progress.catch_up()
+
+    def is_done(self, backfill_id: str, partition: Partition) -> bool:
+        record = self.progress.of(backfill_id, partition)
+        return bool(record and record.get("done"))
 
     def running(self) -> set[str]:
+        """Grant ids with a partition's backfill running."""
         with self._lock:
-            return set(self._jobs)
+            return {grant_id for grant_id, _ in self._jobs}
 
     def gate(self, grant_id: str) -> KeyGate | None:
         with self._lock:
-            job = self._jobs.get(grant_id)
-            return job.gate if job else None
+            found = self._gates.get(grant_id)
+            return found[1] if found else None
 
     def start(self, record: GrantRecord, route: Route, seam: dict[Partition, int]) -> None:
-        """Backfill ``record``'s grant below ``seam`` in the background. A backfill of the same
-        grant still running is stopped first: the new seam and terms replace it."""
-        job = _Job(record, route, dict(seam))
+        """Backfill ``record``'s grant below ``seam``, one job per partition it names, in the
+        background. A job of the same grant and partition still running is stopped first, and
+        so is every job of an earlier activation of the grant: the new seam and terms replace
+        them. A partition done is skipped; one begun goes on after its last key recorded."""
+        grant_id, backfill_id = record.grant.id, record.backfill_id
+        jobs = []
         with self._lock:
-            if record.backfill_id in self._done:
-                log.info("grant %s: backfill %s already done", job.grant_id, record.backfill_id)
-                return
-            previous = self._jobs.get(job.grant_id)
-            if previous is not None:
-                previous.stop()
-            self._jobs[job.grant_id] = job
-        self._pool.submit(self._run, job)
+            current = self._gates.get(grant_id)
+            if current is None or current[0] != backfill_id:
+                for (g, _), job in self._jobs.items():
+                    if g == grant_id:
+                        job.stop()
+                current = (backfill_id, KeyGate())
+                self._gates[grant_id] = current
+            for partition, offset in sorted(seam.items()):
+                done = self.progress.of(backfill_id, partition)
+                if done and done.get("done"):
+                    log.info("grant %s: backfill of %s already done", grant_id, partition)
+                    continue
+                previous = self._jobs.get((grant_id, partition))
+                if previous is not None:
+                    previous.stop()
+                job = _Job(record, route, partition, offset, current[1], resume(done, offset))
+                if done is not None:
+                    job.delivered, job.failed = done["delivered"], done["dead_lettered"]
+                if job.resume.live_from < offset:
+                    log.info(
+                        "grant %s: backfill of %s taken over: live from %d, after %s",
+                        grant_id,
+                        partition,
+                        job.resume.live_from,
+                        job.resume.after,
+                    )
+                # Where it begins, before any live change past the seam is committed (the
+                # checkpoint's flush confirms it): a new owner then knows what went out live.
+                self._record(job, done=False, flush=False)
+                self._jobs[(grant_id, partition)] = job
+                jobs.append(job)
+            self._forget_gate(grant_id)
+        for job in jobs:
+            self._pool.submit(self._run, job)
+
+    def stop_partitions(self, partitions: list[Partition]) -> None:
+        """Partitions this router gives up: their jobs send nothing more once this returns."""
+        gone = set(partitions)
+        with self._lock:
+            jobs = [job for (_, p), job in self._jobs.items() if p in gone]
+        for job in jobs:
+            job.stop()
+            log.info("grant %s: backfill of %s handed over", job.grant_id, job.partition)
 
     def stop(self) -> None:
         with self._lock:
@@ -202,7 +216,13 @@ class BackfillRunner:
             job.stop()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._dead_letters.flush(10)
+        self.progress.stop()
         self._engine.dispose()
+
+    def _forget_gate(self, grant_id: str) -> None:
+        """The gate goes with the grant's last job (called under the lock)."""
+        if not any(g == grant_id for g, _ in self._jobs):
+            self._gates.pop(grant_id, None)
 
     def _run(self, job: _Job) -> None:
         """The backfill, again after a failure (a broker or store hiccup) a few times: pages
@@ -230,10 +250,11 @@ class BackfillRunner:
                     if job.stopped.wait(pause):
                         return
         finally:
-            job.gate.close()
+            job.stop()
             with self._lock:
-                if self._jobs.get(job.grant_id) is job:
-                    del self._jobs[job.grant_id]
+                if self._jobs.get((job.grant_id, job.partition)) is job:
+                    del self._jobs[(job.grant_id, job.partition)]
+                self._forget_gate(job.grant_id)
 
     def _backfill(self, job: _Job) -> None:
         started = time.monotonic()
@@ -241,22 +262,26 @@ class BackfillRunner:
         catalog = self._catalog_record(job)
         self._wait_for_store(job, catalog.topic)
         log.info("grant %s: backfill from the central store, seam %s", job.grant_id, job.seam)
-        for page in StoreState(self._engine, catalog, job.seam, self._page_rows).pages():
+        state = StoreState(self._engine, catalog, job.seam, self._page_rows)
+        for page in state.pages(job.resume.after):
             job.check()
             if self._router.route_of(job.grant_id) is None:
                 raise BackfillStopped(f"{job.grant_id} is no longer routed")
-            self._deliver(job, page, tally)
+            self._deliver(job, page, tally, catalog.resource)
+            job.resume = Resume(job.resume.live_from, state.last_key)
+            self._record(job, done=False)
         job.check()
-        self._record_done(job, tally)
+        self._record(job, done=True)
         log.info(
-            "grant %s backfilled (%s): %d records from %d keys below the seam, %d already "
+            "grant %s backfilled %s (%s): %d records from %d keys below the seam, %d already "
             "delivered live, %d dead-lettered, in %.1fs",
             job.grant_id,
+            job.partition,
             job.record.backfill_id,
-            tally.delivered,
+            job.delivered,
             tally.rows,
             tally.live_first,
-            tally.failed,
+            job.failed,
             time.monotonic() - started,
         )
 
@@ -292,12 +317,20 @@ class BackfillRunner:
             if job.stopped.wait(0.5):
                 raise BackfillStopped(job.grant_id)
 
-    def _deliver(self, job: _Job, page: list[StateRow], tally: _Tally) -> None:
-        """One page: deliver it through the gate, audit it, and wait for the acknowledgements."""
+    def _deliver(self, job: _Job, page: list[StateRow], tally: _Tally, entry: CatalogEntry) -> None:
+        """One page: audit it, deliver it through the gate, wait for the acknowledgements.
+
+        The audit record goes first and is acknowledged before any of the page is sent, so
+        whatever reaches the consumer is on the trail even if the process dies mid-page (a key
+        that goes live in between is then audited and not sent: the trail errs on the side of
+        naming too much)."""
         route, plan = job.route, job.route.plan
-        shares: list[tuple[str, dict[str, Any]]] = []
+        outs = []
         for row in page:
             tally.rows += 1
+            if job.resume.sent_live(row.offset):  # an earlier owner routed it live
+                tally.live_first += 1
+                continue
             try:
                 delivery = plan_delivery(plan, snapshot_event(row.change()))
                 if delivery is None:  # the row filter holds it back
@@ -305,9 +338,7 @@ class BackfillRunner:
                 out = self._router.output(route, delivery)
             except (KeyError, ValueError) as exc:  # MaskingError, EncodeError: ValueErrors
                 position = (row.topic, row.partition, row.offset)
-                letter = snapshot_dead_letter(
-                    job.grant_id, exc, row.change(), row.record_key, position
-                )
+                letter = snapshot_dead_letter(job.grant_id, exc, row.change(), entry, position)
                 log.error(
                     "grant %s: event %s dead-lettered: %s",
                     job.grant_id,
@@ -315,21 +346,24 @@ class BackfillRunner:
                     letter.detail,
                 )
                 produce_dead_letter(self._dead_letters, letter, self._on_dead_letter)
-                tally.failed += 1
+                job.failed += 1
                 continue
-
-            def produce(out=out) -> None:
-                self._writer.produce(plan.topic, out.value, out.key)
-                shares.append((out.event_id, out.record_key))
-
-            before = len(shares)
-            job.gate.snapshot(out.key, produce)
-            tally.live_first += len(shares) == before
-        if shares:
-            self._writer.audit(plan, shares, "backfill")
+            if job.gate.went_live(out.key):
+                tally.live_first += 1
+            else:
+                outs.append(out)
+        if outs:
+            self._writer.audit(plan, [(o.event_id, o.record_key) for o in outs], "backfill")
+            self._writer.flush(FLUSH_S)
+        for out in outs:
+            produce = partial(self._writer.produce, plan.topic, out.value, out.key)
+            if job.gate.snapshot(out.key, produce, job.stopped):
+                job.delivered += 1
+            else:
+                tally.live_first += 1
         self._writer.flush(FLUSH_S)
         self._flush_dead_letters()
-        tally.delivered += len(shares)
+        job.check()  # stopped during the page: some of it unsent, so its progress not recorded
 
     def _on_dead_letter(self, err, _msg) -> None:
         if err is not None:
@@ -341,10 +375,19 @@ class BackfillRunner:
             errors, self._dead_letter_errors = self._dead_letter_errors, []
             raise RuntimeError(f"dead letters not acknowledged: {remaining} left, {errors[:3]}")
 
-    def _record_done(self, job: _Job, tally: _Tally) -> None:
+    def _record(self, job: _Job, done: bool, flush: bool = True) -> None:
+        """The partition's progress, once everything before it is acknowledged."""
         backfill_id = job.record.backfill_id
-        done = completion(job.grant_id, backfill_id, job.seam, tally.delivered, tally.failed)
-        self._writer.produce(BACKFILLS, json.dumps(done).encode(), backfill_id.encode())
-        self._writer.flush(FLUSH_S)
-        with self._lock:
-            self._done.add(backfill_id)
+        record = progress(
+            job.grant_id,
+            backfill_id,
+            job.partition,
+            job.resume,
+            job.delivered,
+            job.failed,
+            done,
+        )
+        key = progress_key(backfill_id, job.partition)
+        self._writer.produce(BACKFILLS, json.dumps(record, default=str).encode(), key.encode())
+        if flush:
+            self._writer.flush(FLUSH_S)

@@ -52,8 +52,10 @@ Partition = tuple[str, int]
 
 class Backfills(Protocol):
     def start(self, record: GrantRecord, route: Route, seam: dict[Partition, int]) -> None: ...
-    def done_ids(self) -> set[str]: ...
+    def is_done(self, backfill_id: str, partition: Partition) -> bool: ...
+    def catch_up(self) -> None: ...
     def gate(self, grant_id: str) -> KeyGate | None: ...
+    def stop_partitions(self, partitions: list[Partition]) -> None: ...
     def stop(self) -> None: ...
 
 
@@ -65,6 +67,7 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
+            "session.timeout.ms": settings.router_session_timeout_ms,
         }
     )
 
@@ -106,6 +109,11 @@ class DataPath:
         self._pending_since = 0.0
         self._timestamps: list[float] = []
         self._failed: BaseException | None = None
+        # Backfills are per partition, by its owner: what this consumer is assigned, and the
+        # (backfill id, partition) jobs started since it was.
+        self.assigned: set[Partition] = set()
+        self._newly_assigned = False
+        self._backfilling: set[tuple[str, Partition]] = set()
 
     def _gate(self, grant_id: str) -> KeyGate | None:
         return self.backfills.gate(grant_id) if self.backfills else None
@@ -170,13 +178,27 @@ class DataPath:
         return changed
 
     def _start_backfills(self) -> None:
+        """For each routed grant, a backfill of every assigned partition not done or started."""
         if self.backfills is None:
             return
+        if self._newly_assigned:
+            # Another router may have finished these partitions just before handing them over.
+            self.backfills.catch_up()
+            self._newly_assigned = False
         today = dt.date.today()
-        for record, route in self._sync.pending_backfills(today, self.backfills.done_ids()):
+        for record, route in self._sync.pending_backfills(today):
             topic = self._router.source_topic_of(record.grant.id)
+            todo = [
+                tp
+                for tp in sorted(self.assigned)
+                if tp[0] == topic
+                and (record.backfill_id, tp) not in self._backfilling
+                and not self.backfills.is_done(record.backfill_id, tp)
+            ]
+            if not todo:
+                continue
             try:
-                at = self._seam(topic)
+                at = self._seam(todo)
             except KafkaException as exc:
                 # The group coordinator may be busy (a member just died): ask again next round.
                 log.warning(
@@ -186,15 +208,15 @@ class DataPath:
             log.info(
                 "grant %s: backfill %s from the seam %s", record.grant.id, record.backfill_id, at
             )
-            self._sync.started(record.backfill_id)
+            self._backfilling.update((record.backfill_id, tp) for tp in todo)
             self.backfills.start(record, route, at)
 
-    def _seam(self, topic: str) -> dict[Partition, int]:
+    def _seam(self, partitions: list[Partition]) -> dict[Partition, int]:
         """Per partition: routed here, else the group's committed offset, else the start."""
-        metadata = self._consumer.list_topics(topic, timeout=10).topics[topic]
-        partitions = [(topic, p) for p in sorted(metadata.partitions)]
-        committed = self._committed(partitions)
-        return seam(partitions, self.forwarder.positions, committed)
+        routed = self.forwarder.positions
+        unrouted = [tp for tp in partitions if tp not in routed]
+        committed = self._committed(unrouted) if unrouted else {}
+        return seam(partitions, routed, committed)
 
     def route(self, batch: list[RawMessage]) -> None:
         """Read every event of the batch, route it, queue the outputs; commit comes later."""
@@ -208,8 +230,7 @@ class DataPath:
         self.forwarder.forward(batch, dt.date.today(), decoded)
         if not self._pending:
             self._pending_since = started
-        for m in batch:
-            self._pending[(m.topic, m.partition)] = m.offset + 1
+        self._pending.update({(m.topic, m.partition): m.offset + 1 for m in batch})
         self._pending_events += len(batch)
         self._metrics.batch_size.labels(STAGE).observe(len(batch))
 
@@ -228,9 +249,13 @@ class DataPath:
 
     def _on_assign(self, _consumer, partitions: list[TopicPartition]) -> None:
         log.info("assigned %d partitions", len(partitions))
+        self.assigned.update((tp.topic, tp.partition) for tp in partitions)
+        self._newly_assigned = True
 
     def _on_revoke(self, _consumer, partitions: list[TopicPartition]) -> None:
-        """Before giving partitions up: commit what is acknowledged (nothing once failed)."""
+        """Before giving partitions up: stop their backfills, then commit what is acknowledged
+        (nothing once failed)."""
+        self._stop_backfills(partitions)
         if self._failed is None:
             try:
                 self.checkpoint()
@@ -243,12 +268,20 @@ class DataPath:
         log.warning(
             "lost %d partitions; their uncommitted events are routed again", len(partitions)
         )
+        self._stop_backfills(partitions)
         self._forget(partitions)
 
+    def _stop_backfills(self, partitions: list[TopicPartition]) -> None:
+        if self.backfills is not None:
+            self.backfills.stop_partitions([(tp.topic, tp.partition) for tp in partitions])
+
     def _forget(self, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            self._pending.pop((tp.topic, tp.partition), None)
-            self.forwarder.positions.pop((tp.topic, tp.partition), None)
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        for tp in gone:
+            self._pending.pop(tp, None)
+            self.forwarder.positions.pop(tp, None)
+        self.assigned -= gone
+        self._backfilling = {(b, tp) for b, tp in self._backfilling if tp not in gone}
 
 
 def committed_offsets(settings: Settings, partitions: list[Partition]) -> dict[Partition, int]:

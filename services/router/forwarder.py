@@ -2,7 +2,8 @@
 
 ``OutputWriter`` is shared by the data path and a backfill running in its own thread, so it is
 thread-safe: confluent-kafka's producer is, and the audit chain's head moves under a lock
-together with the produce of the record that extends it, so two writers never fork the chain.
+together with the produce of the record that extends it, so the chain's order is the log's.
+The chain is this writer's own (see ``common/audit.py``): no other process ever extends it.
 Delivery reports come only on error (``delivery.report.only.error``); a failure is sticky:
 every later ``flush`` raises, so no offset is ever committed past it.
 """
@@ -20,7 +21,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Producer
 
-from services.common.audit import GENESIS, seal, share_record
+from services.common.audit import AuditChain, share_record
 from services.common.dead_letter import DeadLetter, produce_dead_letter
 from services.common.metrics import BusMetrics
 from services.common.plan import DeliveryPlan
@@ -44,14 +45,16 @@ class DeliveryFailed(RuntimeError):
 class OutputWriter:
     """Produces outputs, dead letters and chained audit records; ``flush`` confirms them all."""
 
-    def __init__(
-        self, producer: Producer, audit_head: str = GENESIS, audit_topic: str = AUDIT
-    ) -> None:
+    def __init__(self, producer: Producer, chain: AuditChain, audit_topic: str = AUDIT) -> None:
         self._producer = producer
         self._audit_topic = audit_topic
         self._errors: list[KafkaError] = []
         self._audit_lock = threading.Lock()
-        self._audit_head = audit_head  # hash of the last audit record written
+        self._chain = chain
+
+    @property
+    def chain_id(self) -> str:
+        return self._chain.chain
 
     def _on_delivery(self, err: KafkaError | None, _msg) -> None:
         if err is not None:
@@ -80,14 +83,15 @@ class OutputWriter:
         now_ms = int(time.time() * 1000)
         # Chunks keep a record far below the broker's message size, whatever the batch size.
         for i in range(0, len(deliveries), AUDIT_CHUNK):
+            chunk = deliveries[i : i + AUDIT_CHUNK]
             body = share_record(
-                g.id, g.consumer, g.resource, deliveries[i : i + AUDIT_CHUNK], now_ms, kind
+                g.id, g.consumer, g.resource, chunk, now_ms, kind, plan.delivered_fields
             )
-            with self._audit_lock:  # head and produce together: the chain's order is the log's
-                record = seal(body, self._audit_head)
+            with self._audit_lock:  # seal and produce together: the chain's order is the log's
+                record = self._chain.seal(body)
                 value = json.dumps(record, ensure_ascii=False).encode()
-                self.produce(self._audit_topic, value, g.id.encode())
-                self._audit_head = record["hash"]
+                # Keyed by chain: one chain, one partition, in order.
+                self.produce(self._audit_topic, value, self._chain.chain.encode())
 
     def poll(self) -> None:
         self._producer.poll(0)
@@ -135,10 +139,9 @@ class BatchForwarder:
         """Route ``batch`` (``decoded``: its events, if already read) and queue the outputs."""
         if decoded is None:
             decoded = [self._router.decode_event(m) for m in batch]
-        seen: Counter[str] = Counter()
-        routed: Counter[str] = Counter()
-        dead: Counter[str] = Counter()
-        delivered: Counter[DeliveryPlan] = Counter()
+        seen = Counter(m.topic for m in batch)
+        dead_in: Counter[str] = Counter()  # per source topic
+        dead: Counter[str] = Counter()  # per reason
         failed: Counter[DeliveryPlan] = Counter()
         routes_of = self._router.live_routes(today)  # resolved once per batch
         # Per live route: its plan, fused step, delivery topic, backfill gate and audit shares.
@@ -152,19 +155,19 @@ class BatchForwarder:
         produce = self._writer.produce
         for msg, event in zip(batch, decoded, strict=True):
             topic = msg.topic
-            seen[topic] += 1
-            self.positions[(topic, msg.partition)] = msg.offset + 1
             if isinstance(event, DeadLetter):
                 self._writer.dead_letter(event)
                 dead[event.reason] += 1
+                dead_in[topic] += 1
                 continue
-            routed[topic] += 1
             event_id = event["event_id"]
             for plan, deliver, out_topic, gate, shares in lanes.get(topic, ()):
                 try:
                     done = deliver(event)
                 except GRANT_FAILURES as exc:  # this grant's delivery only; the others go on
-                    letter = grant_dead_letter(msg, plan, exc)
+                    record = self._router.record_of(topic)
+                    entry = record.resource if record is not None else None
+                    letter = grant_dead_letter(msg, plan, exc, event, entry)
                     self._writer.dead_letter(letter)
                     dead[letter.reason] += 1
                     failed[plan] += 1
@@ -178,11 +181,15 @@ class BatchForwarder:
                     # A backfill of this grant is running: the gate orders this key's live
                     # record after the key's snapshot (keyed by the key as delivered).
                     gate.live(key, partial(produce, out_topic, value, key))
-                delivered[plan] += 1
                 shares.append((event_id, record_key))
+        # The batch is in log order: the last message of each partition sets its position.
+        self.positions.update({(m.topic, m.partition): m.offset + 1 for m in batch})
+        routed = seen - dead_in
+        delivered: Counter[DeliveryPlan] = Counter()
         for topic_lanes in lanes.values():
             for plan, _, _, _, shares in topic_lanes:
                 if shares:
+                    delivered[plan] = len(shares)
                     self._writer.audit(plan, shares)
         self._writer.poll()
         self._count(today, seen, routed, dead, delivered, failed)

@@ -43,7 +43,6 @@ class GrantSync:
         self._ensure_topics = ensure_delivery_topics
         self.records: dict[str, GrantRecord] = {}  # grant id -> latest readable record
         self.unreadable: dict[str, str] = {}  # grant id -> why its record cannot be read
-        self._started: set[str] = set()  # backfill ids started by this process
 
     def apply_catalog(self, changes: Mapping[str, Decoded[CatalogRecord]]) -> None:
         """Resources created, changed, removed or unreadable; their grants are recompiled."""
@@ -130,16 +129,12 @@ class GrantSync:
         if added:
             self._ensure_topics(sorted(set(added)))
 
-    def pending_backfills(self, today: dt.date, done: set[str]) -> list[tuple[GrantRecord, Route]]:
-        """Routed grants live today whose activation has no backfill yet (done or started)."""
+    def pending_backfills(self, today: dt.date) -> list[tuple[GrantRecord, Route]]:
+        """Routed grants live today: each activation's backfill is due on every partition
+        where it is not done (the data path and the backfill runner know which)."""
         out = []
         for grant_id, record in self.records.items():
-            if record.backfill_id in done or record.backfill_id in self._started:
-                continue
             route = self._router.route_of(grant_id)
             if route is not None and record.grant.is_live(today):
                 out.append((record, route))
         return out
-
-    def started(self, backfill_id: str) -> None:
-        self._started.add(backfill_id)

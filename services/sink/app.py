@@ -22,14 +22,14 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from services.common import catalog_feed
 from services.common.catalog_feed import CatalogRecord, CatalogView
-from services.common.dead_letter import DeadLetter, produce_dead_letter
+from services.common.dead_letter import DeadLetter, masked_change, produce_dead_letter
 from services.common.feed import FeedFollower
 from services.common.kafka_clients import make_consumer, make_producer
 from services.common.metrics import BusMetrics, observe_ages, serve_metrics
 from services.common.registry_client import make_registry_client
 from services.common.schemas import envelope_schema, source_schema
 from services.common.serde import AvroCodec, DecodeError, ReaderSchema
-from services.common.settings import Settings, load_settings
+from services.common.settings import Settings, load_service_settings
 from services.common.topics import CATALOG, parse_source_topic, source_topic
 from services.sink.central_store import CentralStore, StoredChange
 from services.sink.validate import Poison, stored_change
@@ -137,8 +137,8 @@ class StoreSink:
             except Poison as bad:
                 letters.append(
                     DeadLetter(
-                        STAGE, bad.reason, bad.detail, msg.key(), msg.value(),
-                        msg.topic(), msg.partition(), msg.offset(),
+                        STAGE, bad.reason, bad.detail, msg.topic(), msg.partition(), msg.offset(),
+                        resource=bad.resource, record=bad.view,
                     )
                 )  # fmt: skip
         if not positions:
@@ -201,7 +201,11 @@ class StoreSink:
             event = self._codec.decode(msg.value(), self._readers[rid])
         except DecodeError as exc:
             raise Poison(exc.reason, exc.detail) from exc
-        return stored_change(event, record, msg.topic(), msg.partition(), msg.offset())
+        try:
+            return stored_change(event, record, msg.topic(), msg.partition(), msg.offset())
+        except Poison as bad:
+            bad.resource, bad.view = rid, masked_change(event, record.resource)
+            raise
 
     def _dead_letter(self, letters: list[DeadLetter]) -> None:
         """Produce the batch's dead letters and wait for Kafka to acknowledge every one."""
@@ -246,7 +250,7 @@ def build_sink(settings: Settings, metrics: BusMetrics) -> StoreSink:
 def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry call is noise
     logging.basicConfig(level=logging.INFO, format="%(asctime)s sink %(levelname)s %(message)s")
-    settings = load_settings()
+    settings = load_service_settings()
     metrics = BusMetrics(CollectorRegistry())
     port = serve_metrics(metrics.registry, settings.sink_metrics_port)
     sink = build_sink(settings, metrics)

@@ -23,6 +23,9 @@ class Poison(ValueError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        # Set once the event is decoded: its resource and masked view, for the dead letter.
+        self.resource: str | None = None
+        self.view: dict[str, Any] | None = None
 
 
 def stored_change(

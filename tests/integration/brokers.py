@@ -45,7 +45,14 @@ def free_port_pair() -> int:
 class PrivateBroker:
     """One single-node KRaft broker that a test may start, stop and restart at will."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, wait_s: int = 90) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        wait_s: int = 90,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """``env``: more of kafka.sh's settings, e.g. GOVBUS_KAFKA_SECURITY_PROTOCOL=SASL_SSL."""
         self.data_dir = Path(data_dir)
         self.port = port if port is not None else free_port_pair()
         self.bootstrap = f"localhost:{self.port}"
@@ -54,6 +61,7 @@ class PrivateBroker:
             "GOVBUS_KAFKA_BOOTSTRAP": self.bootstrap,
             "GOVBUS_KAFKA_DIR": str(self.data_dir),
             "GOVBUS_KAFKA_WAIT_S": str(wait_s),
+            **(env or {}),
         }
 
     def _run(self, command: str, check: bool = True) -> None:

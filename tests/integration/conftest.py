@@ -23,6 +23,7 @@ import httpx
 import pytest
 import yaml
 
+from services.catalog.registry_auth import service_login
 from services.catalog.registry_server import build_registry_server
 from services.catalog.registry_store import SchemaRegistryStore
 from services.common.settings import REPO_ROOT, Settings
@@ -71,7 +72,8 @@ def registry_url(tmp_path_factory) -> Iterator[str]:
     store = SchemaRegistryStore(f"sqlite:///{tmp_path_factory.mktemp('registry') / 'r.db'}")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
-    server = build_registry_server(store, "127.0.0.1", sock.getsockname()[1])
+    login = service_login(Settings())
+    server = build_registry_server(store, "127.0.0.1", sock.getsockname()[1], login)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -166,6 +168,8 @@ def new_bus(bootstrap: str, registry_url: str, tmp_path: Path, **extra: str) -> 
         "router_metrics_port": str(free_port()),
         "sink_metrics_port": str(free_port()),
         "batch_size": "200",
+        # The public demo secrets: the session registry admits the demo service password.
+        "demo_mode": "1",
         **extra,
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOVBUS_")}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import time
 from collections.abc import Iterable
@@ -12,6 +13,7 @@ from confluent_kafka import Message
 from prometheus_client import CollectorRegistry
 
 from services.common import catalog_feed, grant_feed
+from services.common.audit import verify_chains
 from services.common.catalog_feed import CatalogRecord
 from services.common.feed import read_feed
 from services.common.grant_feed import GrantRecord, for_sources
@@ -23,7 +25,7 @@ from services.common.registry_client import make_registry_client
 from services.common.serde import AvroCodec
 from services.common.settings import Settings
 from services.common.topic_reader import end_offsets, read_range
-from services.common.topics import CATALOG, GRANTS
+from services.common.topics import AUDIT, BACKFILLS, CATALOG, GRANTS
 from services.ingest.demo_data import DemoFeed
 from services.ingest.feed import build_publisher
 from services.ingest.publisher import Change
@@ -147,3 +149,27 @@ def read_topics(settings: Settings, topics: list[str]) -> list[Message]:
 def decode_all(settings: Settings, messages: list[Message]) -> list[tuple[dict, dict]]:
     codec = AvroCodec(make_registry_client(settings))
     return [(codec.decode(m.key()), codec.decode(m.value())) for m in messages]
+
+
+def verified_audit(settings: Settings) -> list[dict]:
+    """The whole audit trail, each record of it on a chain that verifies with the audit key."""
+    messages = read_topics(settings, [AUDIT])
+    raw = [((m.topic(), m.partition(), m.offset()), m.value()) for m in messages]
+    report = verify_chains(raw, settings.audit_key.get_secret_value().encode())
+    assert report.ok, [str(b) for b in report.breaks]
+    return [json.loads(m.value()) for m in messages]
+
+
+def backfill_completion(settings: Settings, backfill_id: str) -> dict | None:
+    """A backfill's partitions recorded done on ``govbus.backfills``, merged: every seam and
+    the total delivered (None when no partition is done)."""
+    latest = {m.key(): m.value() for m in read_topics(settings, [BACKFILLS])}
+    done = [json.loads(v) for v in latest.values() if v is not None]
+    done = [d for d in done if d["backfill_id"] == backfill_id and d["done"]]
+    if not done:
+        return None
+    return {
+        "seam": {p: off for d in done for p, off in d["seam"].items()},
+        "delivered": sum(d["delivered"] for d in done),
+        "dead_lettered": sum(d["dead_lettered"] for d in done),
+    }

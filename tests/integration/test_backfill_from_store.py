@@ -25,12 +25,13 @@ from services.common.schemas import envelope_schema, key_schema, source_schema
 from services.common.serde import AvroCodec
 from services.common.sql import build_engine
 from services.common.topic_reader import end_offsets, read_range
-from services.common.topics import AUDIT, BACKFILLS, DLQ, key_subject, value_subject
+from services.common.topics import AUDIT, DLQ, key_subject, value_subject
 from services.router.backfill import latest_states, snapshot_event
 from services.router.backfill_runner import BackfillRunner
 from services.router.routing import RawMessage
 from tests.backfill_support import output_writer, route_grant
 from tests.integration.conftest import wait_until
+from tests.integration.flow import backfill_completion
 from tests.integration.seed import file_records
 from tests.store_rows import create, set_applied, store_change
 from tests.unit.fixtures import resident
@@ -129,7 +130,7 @@ def test_backfill_delivers_the_state_below_the_seam_from_the_store_while_live_ch
 
     writer = output_writer(settings)
     runner = BackfillRunner(settings, router, writer, store_url, page_rows=7)
-    assert record.backfill_id not in runner.done_ids()
+    assert not any(runner.is_done(record.backfill_id, p) for p in seam)
     runner.start(record, route, seam)
     gate = runner.gate(grant.id)
     assert gate is not None and runner.running() == {grant.id}
@@ -167,7 +168,9 @@ def test_backfill_delivers_the_state_below_the_seam_from_the_store_while_live_ch
     assert runner.running() == {grant.id}  # still waiting: the store is behind the seam
     set_applied(engine, topic, {p: off for (_, p), off in end_offsets(settings, [topic]).items()})
 
-    wait_until(lambda: record.backfill_id in runner.done_ids(), 120, "backfill done")
+    wait_until(
+        lambda: all(runner.is_done(record.backfill_id, p) for p in seam), 120, "backfill done"
+    )
     assert runner.running() == set() and runner.gate(grant.id) is None
     live(live_after)
     runner.stop()
@@ -211,12 +214,8 @@ def test_backfill_delivers_the_state_below_the_seam_from_the_store_while_live_ch
         for e in a["event_ids"]
     }
     assert audited == snapshot_ids
-    done = [
-        json.loads(m.value())
-        for m in read_range(settings, {}, end_offsets(settings, [BACKFILLS]))
-        if m.key() == record.backfill_id.encode()
-    ]
-    assert [d["delivered"] for d in done] == [len(snapshot_ids)]
+    done = backfill_completion(settings, record.backfill_id)
+    assert done is not None and done["delivered"] == len(snapshot_ids)
     letters = [
         header_map(m.headers())
         for m in read_range(settings, {}, end_offsets(settings, [DLQ]))
@@ -251,12 +250,7 @@ def test_a_backfill_whose_grant_stops_routing_sends_nothing_and_is_not_recorded(
     wait_until(lambda: not runner.running(), 60, "backfill ended")
     runner.stop()
 
-    assert record.backfill_id not in runner.done_ids()
+    assert not runner.is_done(record.backfill_id, (catalog_record.topic, 0))
     assert set(end_offsets(settings, [record.grant.topic]).values()) == {0}  # nothing sent
-    recorded = [
-        m
-        for m in read_range(settings, {}, end_offsets(settings, [BACKFILLS]))
-        if m.key() == record.backfill_id.encode()
-    ]
-    assert recorded == []
+    assert backfill_completion(settings, record.backfill_id) is None
     engine.dispose()

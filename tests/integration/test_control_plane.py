@@ -55,14 +55,18 @@ def start_catalog_service(bus) -> dict[str, str]:
     return {**bus.processes.env, "GOVBUS_API_URL": api}
 
 
-def govbus(env: dict[str, str], token: str, *args: str) -> str:
-    done = subprocess.run(
+def run_govbus(env: dict[str, str], token: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [sys.executable, "-m", "services.cli", *args],
         env={**env, "GOVBUS_TOKEN": token},
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def govbus(env: dict[str, str], token: str, *args: str) -> str:
+    done = run_govbus(env, token, *args)
     assert done.returncode == 0, f"govbus {' '.join(args)}: {done.stderr}"
     return done.stdout.strip()
 

@@ -78,7 +78,6 @@ def cdc(
         tmp_path,
         adapters_dir=str(adapters_dir),
         connect_port=str(connect_worker.port),
-        adapter_metrics_port="0",
     )
     name = f"samr-{bus.tag}"
     resources, _ = publish_file_feeds(bus.settings)

@@ -46,6 +46,7 @@ class CatalogService:
             "registry_url": f"http://127.0.0.1:{port}",
             "api_url": f"http://127.0.0.1:{port}/api",
             "authority_token": ADMIN,
+            "demo_mode": "1",
         }
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("GOVBUS_")}
         self.env.update({f"GOVBUS_{k.upper()}": v for k, v in self.values.items()})
@@ -168,7 +169,8 @@ def test_catalog_put_creates_a_resource_with_its_topic_and_registry_subjects(ser
     )
     topics = AdminClient(service.settings.kafka_config()).list_topics(timeout=10).topics
     assert topic in topics and len(topics[topic].partitions) == service.settings.topic_partitions
-    subjects = httpx.get(f"{service.url}/subjects", timeout=5).json()
+    auth = ("govbus", service.settings.registry_password.get_secret_value())
+    subjects = httpx.get(f"{service.url}/subjects", auth=auth, timeout=5).json()
     assert {key_subject(topic), value_subject(topic)} <= set(subjects)
     record = read_feed(service.settings, CATALOG, catalog_feed.decode)[new_id]
     assert record.schema_version == 1 and record.topic == topic

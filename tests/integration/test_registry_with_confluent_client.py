@@ -19,8 +19,10 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from services.catalog.registry_auth import service_login
 from services.catalog.registry_server import build_registry_server
 from services.catalog.registry_store import SchemaRegistryStore
+from services.common.settings import Settings
 
 TOPIC = "gov.psb.resident_population"
 SUBJECT = f"{TOPIC}-value"
@@ -38,6 +40,7 @@ RESIDENT = json.dumps(
     }
 )
 READY_TIMEOUT_S = 15.0
+SERVICE = Settings(registry_password="test-registry-password")
 
 StartRegistry = Callable[[Path], str]
 
@@ -56,6 +59,11 @@ def _wait_until_healthy(url: str, thread: threading.Thread) -> None:
     raise TimeoutError(f"registry at {url} not healthy within {READY_TIMEOUT_S}s")
 
 
+def signed_in(url: str) -> SchemaRegistryClient:
+    """confluent-kafka's client, signed in as the bus's service user."""
+    return SchemaRegistryClient({"url": url, "basic.auth.user.info": SERVICE.registry_auth})
+
+
 @pytest.fixture
 def start_registry() -> Iterator[StartRegistry]:
     """Factory: serve a registry over a sqlite file on a free port; returns its URL."""
@@ -65,7 +73,8 @@ def start_registry() -> Iterator[StartRegistry]:
         store = SchemaRegistryStore(f"sqlite:///{db_file}")
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))  # the kernel picks a free port; no probe-then-bind race
-        server = build_registry_server(store, "127.0.0.1", sock.getsockname()[1])
+        login = service_login(SERVICE)
+        server = build_registry_server(store, "127.0.0.1", sock.getsockname()[1], login)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()
         running.append((server, thread, store, sock))
@@ -88,7 +97,7 @@ def registry_url(start_registry: StartRegistry, tmp_path: Path) -> str:
 
 @pytest.fixture
 def client(registry_url: str) -> Iterator[SchemaRegistryClient]:
-    with SchemaRegistryClient({"url": registry_url}) as sr_client:
+    with signed_in(registry_url) as sr_client:
         yield sr_client
 
 
@@ -98,7 +107,7 @@ def test_register_then_read_back_by_id_and_latest(
     schema_id = client.register_schema(SUBJECT, Schema(RESIDENT, "AVRO"))
     assert client.register_schema(SUBJECT, Schema(RESIDENT, "AVRO")) == schema_id
     # A fresh client has no cache, so this really asks the registry.
-    with SchemaRegistryClient({"url": registry_url}) as fresh:
+    with signed_in(registry_url) as fresh:
         fetched = fresh.get_schema(schema_id)
         by_subject = fresh.get_schema(schema_id, subject_name=SUBJECT)
         latest = fresh.get_latest_version(SUBJECT)
@@ -162,7 +171,7 @@ def test_avro_serde_round_trip(client: SchemaRegistryClient) -> None:
 
 def test_ids_survive_a_restart(start_registry: StartRegistry, tmp_path: Path) -> None:
     db_file = tmp_path / "nested" / "registry.db"
-    with SchemaRegistryClient({"url": start_registry(db_file)}) as first:
+    with signed_in(start_registry(db_file)) as first:
         schema_id = first.register_schema(SUBJECT, Schema(RESIDENT, "AVRO"))
         first.set_compatibility(SUBJECT, "NONE")
     store = SchemaRegistryStore(f"sqlite:///{db_file}")
@@ -170,7 +179,7 @@ def test_ids_survive_a_restart(start_registry: StartRegistry, tmp_path: Path) ->
         assert store.get_version(SUBJECT, "latest").schema.id == schema_id
     finally:
         store.close()
-    with SchemaRegistryClient({"url": start_registry(db_file)}) as second:
+    with signed_in(start_registry(db_file)) as second:
         assert second.register_schema(SUBJECT, Schema(RESIDENT, "AVRO")) == schema_id
         assert second.get_latest_version(SUBJECT).schema_id == schema_id
         assert second.get_compatibility(SUBJECT) == "NONE"

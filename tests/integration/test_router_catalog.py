@@ -204,7 +204,9 @@ def test_every_schema_change_the_registry_accepts_reads_old_and_new_events_alike
     new = v2.send([row(i, comment="c") for i in range(5, 10)])
     # v3: an enum symbol added, under FORWARD.
     subject = value_subject(entry.topic)
-    put = httpx.put(f"{s.registry_url}/config/{subject}", json={"compatibility": "FORWARD"})
+    level = {"compatibility": "FORWARD"}
+    auth = (s.registry_user, s.registry_password.get_secret_value())
+    put = httpx.put(f"{s.registry_url}/config/{subject}", json=level, auth=auth)
     assert put.status_code == 200, put.text
     publish_records(s, [version(schema_v3(), 3)])
     v3 = Provider(bus, entry, schema_v3())

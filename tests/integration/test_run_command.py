@@ -43,6 +43,7 @@ def test_run_shows_progress_and_ctrl_c_stops_every_process(kafka_bootstrap, tmp_
             "GOVBUS_SINK_METRICS_PORT": str(free_port()),
             "GOVBUS_INGEST_METRICS_PORT": str(free_port()),
             "GOVBUS_LAG_METRICS_PORT": str(free_port()),
+            "GOVBUS_DEMO_MODE": "1",  # as `make run` sets it
         }
     )
     proc = subprocess.Popen(

@@ -5,6 +5,7 @@ versions), and commits offsets only once a batch is written."""
 from __future__ import annotations
 
 import copy
+import json
 import re
 import time
 import uuid
@@ -18,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from services.common.catalog import FieldSpec, Sensitivity
 from services.common.catalog_feed import CatalogRecord
 from services.common.dead_letter import header_map
+from services.common.idnumbers import find_resident_ids
 from services.common.kafka_clients import (
     ensure_topics,
     make_admin,
@@ -176,7 +178,14 @@ def test_stores_two_resources_and_dead_letters_poison_with_its_reason(bus, sink_
     unreadable = [h for h, _ in letters if h["govbus.reason"] == "catalog_unreadable"]
     assert len(unreadable) == sent[enrolments.resource_id]  # every one, none dropped
     garbage = next(m for h, m in letters if h["govbus.reason"] == "not_avro")
-    assert garbage.value() == b"not avro at all" and garbage.topic() == DLQ
+    assert garbage.topic() == DLQ and b"not avro at all" not in garbage.value()
+    assert json.loads(garbage.value())["source"]["topic"] == residents.topic
+    # The update without after names its before's fields, the legal representative's ID masked.
+    (no_after,) = [
+        json.loads(m.value()) for h, m in letters if h["govbus.reason"] == "missing_after"
+    ]
+    assert set(no_after["record"]["before"]) == set(firm)
+    assert all(find_resident_ids(m.value()) == [] for _, m in letters)
     sink.close()
 
 

@@ -42,10 +42,17 @@ Step = list[FakeMessage] | Callable[["FakeConsumer"], list[FakeMessage]]
 class FakeConsumer:
     """Hands out scripted batches (or runs a step, e.g. a rebalance), then stops the loop."""
 
-    def __init__(self, steps: list[Step], stop: threading.Event, partitions: int = 3) -> None:
+    def __init__(
+        self,
+        steps: list[Step],
+        stop: threading.Event,
+        partitions: int = 3,
+        assignment: list[tuple[str, int]] = (),
+    ) -> None:
         self._steps = list(steps)
         self._stop = stop
         self._partitions = partitions
+        self._assignment = list(assignment)  # assigned on subscribe
         self.commits: list[dict[tuple[str, int], int]] = []
         self.callbacks: dict[str, Callable] = {}
         self.closed = False
@@ -53,6 +60,12 @@ class FakeConsumer:
     def subscribe(self, topics, on_assign=None, on_revoke=None, on_lost=None):
         self.subscribed = topics
         self.callbacks = {"assign": on_assign, "revoke": on_revoke, "lost": on_lost}
+        if self._assignment and on_assign is not None:
+            self.assign(self._assignment)
+
+    def assign(self, partitions: list[tuple[str, int]]) -> list[FakeMessage]:
+        self.callbacks["assign"](self, [TopicPartition(t, p) for t, p in partitions])
+        return []
 
     def consume(self, num_messages=1, timeout=-1):
         if not self._steps:

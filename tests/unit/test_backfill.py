@@ -9,14 +9,18 @@ from services.common.plan import compile_plan, plan_delivery
 from services.common.schemas import value_schema
 from services.common.serde import EncodeError
 from services.router.backfill import (
+    Resume,
     backfill_deliveries,
     latest_states,
+    progress,
+    progress_key,
+    resume,
     seam,
     snapshot_dead_letter,
     snapshot_event,
     snapshot_failure,
 )
-from services.router.backfill_runner import KeyGate
+from services.router.backfill_state import KeyGate
 from tests.unit.fixtures import RESIDENTS, SCHEMAS, catalog, envelope, grant, resident
 
 TOPIC = "gov.psb.resident_population"
@@ -102,14 +106,17 @@ def test_a_record_the_plan_cannot_deliver_is_reported_not_raised():
 
 def test_a_snapshot_never_follows_the_live_delivery_of_its_key():
     gate, out = KeyGate(), []
+    job, other_job = threading.Event(), threading.Event()
     gate.live(b"k1", lambda: out.append("live k1"))
-    gate.snapshot(b"k1", lambda: out.append("snap k1"))  # older than what went live: skipped
-    gate.snapshot(b"k2", lambda: out.append("snap k2"))
+    assert gate.went_live(b"k1") and not gate.went_live(b"k2")
+    gate.snapshot(b"k1", lambda: out.append("snap k1"), job)  # older than the live: skipped
+    gate.snapshot(b"k2", lambda: out.append("snap k2"), job)
     gate.live(b"k2", lambda: out.append("live k2"))  # after its snapshot: delivered
-    gate.close()
-    gate.snapshot(b"k3", lambda: out.append("snap k3"))  # a stopped backfill sends nothing
+    gate.stop(job)  # its partition was handed over: that job sends nothing more
+    gate.snapshot(b"k3", lambda: out.append("snap k3"), job)
+    gate.snapshot(b"k4", lambda: out.append("snap k4"), other_job)  # another partition's job
     gate.live(b"k3", lambda: out.append("live k3"))  # live always goes out
-    assert out == ["live k1", "snap k2", "live k2", "live k3"]
+    assert out == ["live k1", "snap k2", "live k2", "snap k4", "live k3"]
 
 
 def test_live_waits_while_the_snapshot_of_its_key_is_being_produced():
@@ -128,7 +135,7 @@ def test_live_waits_while_the_snapshot_of_its_key_is_being_produced():
         threads.append(racer)
 
     threads: list[threading.Thread] = []
-    gate.snapshot(b"k", snapshot_produce)
+    gate.snapshot(b"k", snapshot_produce, threading.Event())
     threads[0].join(timeout=10)
     assert out == ["snap", "live"]
 
@@ -139,12 +146,39 @@ def test_a_failed_snapshot_is_a_dead_letter_naming_the_grant_and_the_stored_chan
         plan_delivery(_plan(), change)
     except ValueError as exc:
         failure = exc
-    letter = snapshot_dead_letter("g-1", failure, change, '{"id_number": "x"}', ("t", 2, 41))
+    entry = catalog()[RESIDENTS]
+    letter = snapshot_dead_letter("g-1", failure, change, entry, ("t", 2, 41))
     assert (letter.stage, letter.reason) == ("router", "masking_failed")
     assert letter.detail.startswith("grant g-1 backfill: masking failed:")
-    assert letter.key == b'{"id_number": "x"}'
-    assert json.loads(letter.value) == change
+    # The source position, never the record key (an ID number), keys the dead letter ...
+    assert letter.key() == b"t:2:41"
+    body = json.loads(letter.value())
+    assert body["source"] == {"topic": "t", "partition": 2, "offset": 41}
+    # ... and its record names every field, with the L4 ID number masked and L1/L2 kept.
+    assert set(body["record"]["after"]) == set(change["after"])
+    assert (
+        body["record"]["after"]["id_number"]
+        == resident()["id_number"][:6] + "*" * 8 + (resident()["id_number"][-4:])
+    )
+    assert body["record"]["after"]["gender"] == resident()["gender"]
+    assert resident()["id_number"] not in letter.value().decode()
     assert (letter.topic, letter.partition, letter.offset) == ("t", 2, 41)
     assert dict(letter.headers())["govbus.grant"] == b"g-1"
     assert snapshot_failure(KeyError("gender")) == ("missing_field", "record lacks field 'gender'")
     assert snapshot_failure(EncodeError("schema_mismatch", "bad"))[0] == "schema_mismatch"
+
+
+def test_a_partitions_backfill_taken_over_goes_on_after_its_last_key_skipping_what_went_live():
+    part = ("gov.psb.resident_population", 1)
+    assert progress_key("g@2", part) == "g@2#gov.psb.resident_population:1"
+    begun = progress("g", "g@2", part, Resume(100, ["34010119900101001X"]), 2000, 1, done=False)
+    assert begun["seam"] == {"gov.psb.resident_population:1": 100}
+    taken_over = resume(begun, 250)  # the new owner's seam: where the old owner's commits ended
+    assert taken_over == Resume(100, ["34010119900101001X"])
+    assert taken_over.sent_live(100) and taken_over.sent_live(249)  # routed live since 100
+    assert not taken_over.sent_live(99)  # below the first seam: its snapshot is due
+    assert resume(begun, 99) == Resume(99)  # offsets went back: start over
+    assert resume({**begun, "done": True}, 250) == Resume(250)
+    assert resume(None, 5) == Resume(5)
+    fresh = resume(None, 5)
+    assert not any(fresh.sent_live(o) for o in range(5))  # a fresh run skips nothing below

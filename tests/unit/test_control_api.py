@@ -31,9 +31,7 @@ class Api:
     def __init__(self) -> None:
         store = ControlStore("sqlite://")
         self.registry = SchemaRegistryStore("sqlite://")
-        self.plane = ControlPlane(
-            store, self.registry, Calendar(), SCHEMAS, b"unit-test-master-secret"
-        )
+        self.plane = ControlPlane(store, self.registry, Calendar(), SCHEMAS)
         deploy = REPO_ROOT / "deploy"
         self.plane.import_folder(SYSTEM, deploy / "catalog", deploy / "grants", SCHEMAS)
         self.client = TestClient(create_control_app(self.plane))

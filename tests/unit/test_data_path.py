@@ -8,6 +8,7 @@ import threading
 import pytest
 from prometheus_client import CollectorRegistry
 
+from services.common.audit import AuditChain
 from services.common.catalog import GrantState
 from services.common.catalog_feed import CatalogRecord
 from services.common.dead_letter import header_map
@@ -31,18 +32,27 @@ SECRET = b"unit-test-master-secret"
 
 
 class RecordingBackfills:
-    def __init__(self, gates=None) -> None:
+    def __init__(self, gates=None, done=()) -> None:
         self.started: list[tuple[str, dict]] = []
+        self.handed_over: list[tuple[str, int]] = []
+        self.caught_up = 0
         self._gates = gates or {}
+        self._done = set(done)  # (backfill id, partition)
 
     def start(self, record, route, seam) -> None:
         self.started.append((record.backfill_id, seam))
 
-    def done_ids(self) -> set[str]:
-        return set()
+    def is_done(self, backfill_id, partition) -> bool:
+        return (backfill_id, partition) in self._done
+
+    def catch_up(self) -> None:
+        self.caught_up += 1
 
     def gate(self, grant_id):
         return self._gates.get(grant_id)
+
+    def stop_partitions(self, partitions) -> None:
+        self.handed_over += partitions
 
     def stop(self) -> None:
         pass
@@ -77,7 +87,7 @@ class Rig:
 
     def __init__(self, steps, catalog_script=None, grant_script=None, backfills=None) -> None:
         self.stop = threading.Event()
-        self.consumer = FakeConsumer(steps, self.stop)
+        self.consumer = FakeConsumer(steps, self.stop, assignment=[(TOPIC, p) for p in range(3)])
         self.producer = FakeProducer()
         self.codec = codec()
         router = Router(self.codec, SECRET, source_schema(SCHEMAS))
@@ -91,7 +101,7 @@ class Rig:
             self.consumer,
             router,
             sync,
-            OutputWriter(self.producer),
+            OutputWriter(self.producer, AuditChain(b"test")),
             metrics,
             self.catalog,
             self.grants,
@@ -233,3 +243,23 @@ def test_one_grants_failure_costs_only_its_delivery_and_the_batch_goes_on(monkey
     assert sample("govbus_dead_letters_total", stage="router", reason="masking_failed") == 1
     # A failed delivery is a dead letter, not a row the filter held back.
     assert not sample("govbus_events_filtered_total", consumer="mca", resource=RESIDENTS)
+
+
+def test_backfills_run_per_assigned_partition_and_move_with_the_partition():
+    """Each router backfills the partitions it owns: a partition revoked stops its backfill here,
+    one assigned later starts one from the group's committed offset, a done one is skipped."""
+    backfills = RecordingBackfills(done={(MCA, (TOPIC, 2))})
+    rig = Rig([], backfills=backfills)
+    rig.consumer._assignment = [(TOPIC, 0), (TOPIC, 2)]
+    rig.path._committed = lambda parts: dict.fromkeys(parts, 7)
+    rig.consumer._steps = [
+        rig.events(0, range(7, 10)),
+        lambda c: c.revoke([(TOPIC, 0)]),
+        lambda c: c.assign([(TOPIC, 1)]),
+        rig.events(1, range(7, 9)),
+    ]
+    rig.path.run(rig.stop)
+    started = [(b, seam) for b, seam in backfills.started if b == MCA]
+    assert started == [(MCA, {(TOPIC, 0): 7}), (MCA, {(TOPIC, 1): 7})]
+    assert backfills.handed_over[0] == (TOPIC, 0)
+    assert backfills.caught_up == 2  # progress read again after each assignment

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import stat
+
 import pytest
 
 from services.common.config_files import file_records
-from services.common.settings import REPO_ROOT, Settings
+from services.common.settings import REPO_ROOT, Settings, load_settings
 from services.ingest.adapters.config import parse_adapter
-from services.ingest.adapters.connect_worker import java_client_properties, worker_properties
+from services.ingest.adapters.connect_worker import main as connect_worker_main
+from services.ingest.adapters.connect_worker import worker_properties
 from services.ingest.adapters.debezium import DebeziumAdapter, connector_config
-from services.ingest.adapters.debezium_mapping import Incompatible, event_id, to_change
+from services.ingest.adapters.debezium_mapping import Incompatible, to_change
 from services.ingest.adapters.provider_tables import change_sql, table_ddl
-from services.ingest.publisher import Change
+from services.ingest.publisher import Change, source_event_id
 from services.ingest.validation import Problem
 
 DEPLOY = REPO_ROOT / "deploy"
@@ -54,28 +57,40 @@ def debezium(op, before=None, after=None, snapshot="false", lsn=1234, tx=77):
     return {"op": op, "before": before, "after": after, "source": {**source, "db": "qydj"}}
 
 
-def test_sasl_settings_reach_every_client_of_the_worker() -> None:
-    settings = Settings(kafka_bootstrap="broker:9092", connect_group="cg")
+def test_sasl_settings_reach_every_client_of_the_worker(tmp_path) -> None:
+    password_file = tmp_path / "service.password"
+    password_file.write_text('p"w\n', encoding="utf-8")
+    settings = Settings(
+        kafka_bootstrap="broker:9092", connect_group="cg", kafka_password_file=password_file
+    )
     props = worker_properties(settings)
-    assert props["bootstrap.servers"] == props["producer.bootstrap.servers"] == "broker:9092"
     assert props["config.storage.topic"] == "cg.configs"
-    sasl = java_client_properties(
-        {
-            "bootstrap.servers": "b:9093",
-            "security.protocol": "SASL_PLAINTEXT",
-            "sasl.mechanisms": "SCRAM-SHA-512",
-            "sasl.username": "svc",
-            "sasl.password": 'p"w',
-            "linger.ms": 5,
-        }
-    )
-    assert sasl["sasl.mechanism"] == "SCRAM-SHA-512"
-    assert sasl["security.protocol"] == "SASL_PLAINTEXT"
-    assert sasl["sasl.jaas.config"] == (
+    assert props["value.converter"] == "org.apache.kafka.connect.json.JsonConverter"
+    jaas = (
         "org.apache.kafka.common.security.scram.ScramLoginModule required "
-        'username="svc" password="p\\"w";'
+        'username="govbus" password="p\\"w";'
     )
-    assert "linger.ms" not in sasl
+    for prefix in ("", "producer.", "consumer.", "admin."):
+        assert props[f"{prefix}bootstrap.servers"] == "broker:9092"
+        assert props[f"{prefix}security.protocol"] == "SASL_PLAINTEXT"
+        assert props[f"{prefix}sasl.mechanism"] == "SCRAM-SHA-512"
+        assert props[f"{prefix}sasl.jaas.config"] == jaas
+
+
+def test_the_worker_file_is_private(tmp_path, monkeypatch) -> None:
+    password_file = tmp_path / "service.password"
+    password_file.write_text("s3cret\n", encoding="utf-8")
+    monkeypatch.setenv("GOVBUS_KAFKA_PASSWORD_FILE", str(password_file))
+    load_settings.cache_clear()
+    try:
+        assert connect_worker_main([str(tmp_path / "worker.properties")]) == 0
+    finally:
+        load_settings.cache_clear()
+    path = tmp_path / "worker.properties"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert any(line.startswith("consumer.sasl.jaas.config=") for line in lines)
+    assert any(line.endswith('password="s3cret";') for line in lines)
 
 
 def test_connector_config_from_an_adapter_file() -> None:
@@ -103,7 +118,13 @@ def test_streamed_and_snapshot_changes_get_positions_and_stable_event_ids(record
     assert isinstance(streamed, Change)
     assert streamed.after["credit_code"] == "91340100MA2N0XYZ1A"
     assert streamed.position == "lsn:1234:tx:77" and not streamed.snapshot
-    assert streamed.event_id == event_id(record.resource_id, "lsn:1234:tx:77")
+    replayed = to_change(
+        {"uscc": "K"}, debezium("c", after=row()), adapter, record.resource, schema
+    )
+    later = to_change(
+        {"uscc": "K"}, debezium("u", after=row(), lsn=1300), adapter, record.resource, schema
+    )
+    assert source_event_id(replayed) == source_event_id(streamed) != source_event_id(later)
     snap = to_change(
         {"uscc": "K"}, debezium("r", after=row(), snapshot="true"), adapter, record.resource, schema
     )

@@ -22,7 +22,8 @@ from services.catalog.registry_metrics import instrument
 from services.common.metrics import BusMetrics
 from services.common.settings import Settings
 from services.ingest import publisher
-from services.ingest.adapters.debezium_run import AdapterMetrics
+from services.ingest.adapters.command import configured_adapters
+from services.ingest.adapters.output import AdapterMetrics
 from services.ops import lag_exporter
 from services.router import routing
 from services.sink import app as sink_app
@@ -52,9 +53,10 @@ PORT_SETTING = {
     "govbus-sink": "sink_metrics_port",
     "govbus-ingest": "ingest_metrics_port",
     "govbus-lag": "lag_metrics_port",
-    "govbus-adapters": "adapter_metrics_port",
     "govbus-registry": "registry_port",
 }
+# Adapters listen on the metrics_port their file in deploy/adapters/ names.
+ADAPTERS_JOB = "govbus-adapters"
 FAKE_LAGS = {"gov.psb.resident_population": 7}
 
 
@@ -89,9 +91,9 @@ def known_metrics(lag_samples: list[Any]) -> set[str]:
     BusMetrics(bus)
     reg = CollectorRegistry()
     instrument(FastAPI(), reg)
-    lag_names = {sample.name for sample in lag_samples}
     adapters = CollectorRegistry()
     AdapterMetrics(adapters)
+    lag_names = {sample.name for sample in lag_samples}
     sources = {
         "BusMetrics": exposed_names(bus),
         "registry": exposed_names(reg),
@@ -206,6 +208,9 @@ def test_scrape_targets_match_settings_defaults() -> None:
     config = yaml.safe_load(PROMETHEUS_YML.read_text(encoding="utf-8"))
     assert config["global"]["scrape_interval"] == "15s"
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    adapter_ports = {a.metrics_port for a in configured_adapters(Settings()).values()}
+    adapter_targets = [t for sc in jobs.pop(ADAPTERS_JOB)["static_configs"] for t in sc["targets"]]
+    assert {int(t.rsplit(":", 1)[1]) for t in adapter_targets} == adapter_ports
     assert set(jobs) == set(PORT_SETTING)
     for name, job in jobs.items():
         assert job.get("scrape_interval", "15s") == "15s", name

@@ -83,10 +83,10 @@ def test_a_grant_waits_for_its_resource_and_is_routed_once_the_catalog_has_it():
     sync, router, _, _ = rig()
     sync.apply_grants({MCA: record(MCA)})
     assert routed(router) == []
-    assert sync.pending_backfills(TODAY, set()) == []
+    assert sync.pending_backfills(TODAY) == []
     sync.apply_catalog(resources(RESIDENTS))
     assert routed(router) == [MCA]
-    (pending,) = sync.pending_backfills(TODAY, set())
+    (pending,) = sync.pending_backfills(TODAY)
     assert pending[0].backfill_id == MCA and pending[1] is router.route_of(MCA)
 
 
@@ -133,10 +133,11 @@ def test_each_activation_gets_its_own_backfill():
     sync, router, _, _ = rig()
     sync.apply_catalog(resources(RESIDENTS))
     sync.apply_grants({MCA: record(MCA)})
-    sync.started(MCA)
-    assert sync.pending_backfills(TODAY, set()) == []
+    (pending,) = sync.pending_backfills(TODAY)
+    assert pending[0].backfill_id == MCA
     sync.apply_grants({MCA: record(MCA, state=GrantState.SUSPENDED)})
     assert routed(router) == []
+    assert sync.pending_backfills(TODAY) == []
     sync.apply_grants({MCA: record(MCA, activation=2)})
-    (pending,) = sync.pending_backfills(TODAY, {MCA})
+    (pending,) = sync.pending_backfills(TODAY)
     assert pending[0].backfill_id == f"{MCA}@2"

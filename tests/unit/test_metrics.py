@@ -4,7 +4,7 @@ import time
 
 from prometheus_client import CollectorRegistry
 
-from services.common.metrics import BusMetrics, observe_ages
+from services.common.metrics import BusMetrics, observe_ages, observe_many
 
 
 def test_event_age_is_observed_per_event_from_kafka_timestamps():
@@ -25,3 +25,18 @@ def test_metrics_live_on_the_registry_they_are_given():
         "govbus_events_in_total", {"stage": "router", "resource": "psb.resident_population"}
     )
     assert value is None
+
+
+def test_observe_many_equals_observe_one_by_one():
+    bulk, single = BusMetrics(CollectorRegistry()), BusMetrics(CollectorRegistry())
+    # On the bounds, between them, below the first and beyond the last.
+    amounts = [0.0, 0.01, 0.011, 0.05, 0.3, 0.3, 59.9, 60, 4000.0, 0.0099]
+    observe_many(bulk.event_age.labels("router"), amounts)
+    for a in amounts:
+        single.event_age.labels("router").observe(a)
+    samples = [
+        [(s.name, s.labels, s.value) for s in m.samples if not s.name.endswith("_created")]
+        for m in (list(bulk.event_age.collect())[0], list(single.event_age.collect())[0])
+    ]
+    assert samples[0] == samples[1]
+    assert any(v == len(amounts) for n, _, v in samples[0] if n.endswith("_count"))

@@ -7,9 +7,12 @@ catalog says now, not what it said at start-up.
 from __future__ import annotations
 
 import json
+from functools import partial
 
+from nacl.public import PrivateKey
 from prometheus_client import CollectorRegistry
 
+from services.common.authority_seal import seal, unseal
 from services.common.catalog import FieldSpec, Sensitivity
 from services.common.catalog_feed import CatalogRecord, CatalogView
 from services.common.dead_letter import header_map
@@ -20,6 +23,8 @@ from services.common.schemas import source_schema, value_schema
 from services.common.topics import DLQ
 from services.ingest.publisher import Change, ChangePublisher
 from tests.unit.fixtures import RESIDENTS, SCHEMAS, QueuedFollower, catalog, codec, resident
+
+AUTHORITY = PrivateKey.generate()
 
 
 class RecordingProducer:
@@ -60,6 +65,7 @@ def publisher(max_bytes: int = 1_000_000, follower=None):
         max_bytes,
         follower=follower,
         prepare_topic=prepared.append,
+        seal_original=partial(seal, AUTHORITY.public_key),
     )
     pub.prepared = prepared  # type: ignore[attr-defined]
     pub.metrics = metrics  # type: ignore[attr-defined]
@@ -94,34 +100,45 @@ def _wrong_check_digit(id_number: str) -> str:
     return id_number[:17] + ("1" if id_number[17] != "1" else "2")
 
 
-def test_invalid_id_number_is_dead_lettered_masked_and_otherwise_whole():
+def _masked_id(id_number: str) -> str:
+    return id_number[:6] + "*" * 8 + id_number[-4:]
+
+
+def test_invalid_id_number_is_dead_lettered_masked_with_the_original_sealed():
     pub, producer, _ = publisher()
     bad = _wrong_check_digit(resident()["id_number"])
-    assert pub.publish(create(id_number=bad)) is None
+    change = create(id_number=bad)
+    assert pub.publish(change) is None
     headers, body = _dead_letter(producer)
     assert headers["govbus.stage"] == "ingest" and headers["govbus.reason"] == "invalid_id_number"
     assert bad not in headers["govbus.detail"]
-    # The body must not carry the number either: masked 6+4, the birth date hidden ...
-    assert body["after"]["id_number"] == bad[:6] + "*" * 8 + bad[-4:]
+    # The masked view names every field; L3/L4 values are masked, L1/L2 kept ...
+    record = body["record"]
+    assert set(record["after"]) == set(resident())
+    assert record["after"]["id_number"] == _masked_id(bad)
+    assert record["after"]["name"] == "***" and record["after"]["birth_date"] == "***"
+    assert record["after"]["gender"] == resident()["gender"]  # L2
     assert bad[6:14] not in json.dumps(body)
-    # ... while the rest stays, so the provider can find the record and mend it.
-    assert {k: v for k, v in body["after"].items() if k != "id_number"} == {
-        k: v for k, v in resident().items() if k != "id_number"
-    }
-    assert body["resource"] == RESIDENTS and body["op"] == "c" and body["before"] is None
-    assert (body["system"], body["position"]) == ("psb-hukou", "psb-hukou:lsn:1")
+    assert body["resource"] == RESIDENTS and record["op"] == "c" and record["before"] is None
+    assert (record["system"], record["position"]) == ("psb-hukou", "psb-hukou:lsn:1")
+    assert body["source"] is None  # it never reached a source topic ...
+    # ... so the original travels sealed: the authority's private key opens it whole.
+    assert json.loads(unseal(AUTHORITY, body["sealed"])) == json.loads(
+        json.dumps(change.__dict__, ensure_ascii=False)
+    )
 
 
-def test_only_the_failing_side_of_an_update_is_masked():
+def test_no_clear_id_number_on_either_side_of_an_update():
     pub, producer, _ = publisher()
     good = resident()
     bad = _wrong_check_digit(good["id_number"])
     pub.publish(Change(RESIDENTS, "u", good, resident(id_number=bad), "p", "psb-hukou"))
     headers, body = _dead_letter(producer)
     assert headers["govbus.reason"] == "invalid_id_number"
-    assert body["before"] == good  # a valid number is the record's own key, kept to mend it
-    assert body["after"]["id_number"] != bad and bad not in json.dumps(body)
-    assert find_resident_ids(json.dumps(body)) == [good["id_number"]]
+    assert body["record"]["before"]["id_number"] == _masked_id(good["id_number"])
+    assert body["record"]["after"]["id_number"] == _masked_id(bad)
+    assert find_resident_ids(json.dumps(body)) == []
+    assert find_resident_ids(producer.sent[0]["key"]) == []
 
 
 def test_wrong_type_is_a_schema_mismatch():
@@ -129,7 +146,7 @@ def test_wrong_type_is_a_schema_mismatch():
     assert pub.publish(create(updated_at="yesterday")) is None
     headers, body = _dead_letter(producer)
     assert headers["govbus.reason"] == "schema_mismatch"
-    assert body["after"] == resident(updated_at="yesterday")  # nothing to hide: kept whole
+    assert body["record"]["after"]["updated_at"] == "yesterday"  # L1: shown, to mend it
 
 
 def test_unknown_resource_and_missing_after():
@@ -211,7 +228,10 @@ def test_an_unreadable_catalog_record_stops_its_resource_until_a_readable_one_co
     assert pub.publish(create()) is None
     last = header_map(producer.sent[-1]["headers"])
     assert producer.sent[-1]["topic"] == DLQ and last["govbus.reason"] == "catalog_unreadable"
-    assert json.loads(producer.sent[-1]["value"])["after"] == resident()
+    body = json.loads(producer.sent[-1]["value"])
+    # Without a readable catalog record nothing says which fields are open: all are masked.
+    assert set(body["record"]["after"].values()) == {"***"}
+    assert json.loads(unseal(AUTHORITY, body["sealed"]))["after"] == resident()
     counted = pub.metrics.registry.get_sample_value(
         "govbus_feed_unreadable_total", {"topic": "govbus.catalog"}
     )

@@ -12,7 +12,9 @@ from fastapi.testclient import TestClient
 from httpx import Response
 
 from services.catalog.registry_api import REGISTRY_MEDIA_TYPE, create_registry_app
+from services.catalog.registry_auth import service_login
 from services.catalog.registry_store import SchemaRegistryStore
+from services.common.settings import Settings
 
 SUBJECT = "gov.psb.resident_population-value"
 HEADERS = {"Content-Type": REGISTRY_MEDIA_TYPE}
@@ -35,7 +37,10 @@ def make_client(tmp_path: Path) -> Iterator[Callable[[], TestClient]]:
 
     def make() -> TestClient:
         stores.append(SchemaRegistryStore(f"sqlite:///{tmp_path / 'registry' / 'reg.db'}"))
-        return TestClient(create_registry_app(stores[-1]))
+        settings = Settings(registry_password="unit-registry-password")
+        client = TestClient(create_registry_app(stores[-1], service_login(settings)))
+        client.auth = (settings.registry_user, "unit-registry-password")
+        return client
 
     yield make
     for store in stores:

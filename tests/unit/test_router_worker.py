@@ -25,7 +25,8 @@ WORKER = textwrap.dedent(
             print("follower stopped", flush=True)
 
     service = DataPathService(Path(), [Follower()])
-    worker = faust.Worker(create_app(Settings(router_group="worker-test")), service,
+    settings = Settings(router_group="worker-test", kafka_password="unit-test")
+    worker = faust.Worker(create_app(settings), service,
                           loglevel="WARNING", override_logging=False)
     service.worker = worker
     worker.execute_from_commandline()

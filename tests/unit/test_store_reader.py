@@ -120,6 +120,24 @@ def test_pages_cover_every_key_once_in_key_order_whatever_the_page_size(engine, 
     assert keys == sorted(live)
 
 
+def test_one_partitions_state_goes_on_after_the_last_key_of_a_page(engine):
+    """A partition's backfill reads its partition only, and a new owner resumes after the
+    last key an earlier one recorded: together the pages cover the partition's keys once."""
+    record = _record()
+    tables = create(engine, record)
+    for n in range(30):
+        store_change(engine, tables, "c", _person(n), n % 3, n)
+    mine = sorted(record_key(ENTRY.key_fields, _person(n)) for n in range(30) if n % 3 == 1)
+    seam = {(TOPIC, 1): 1000}
+    state = StoreState(engine, record, seam, 4)
+    pages = state.pages()
+    first = next(pages)
+    assert [r.record_key for r in first] == mine[:4]
+    assert state.last_key == [first[-1].after[k] for k in ENTRY.key_fields]
+    rest = StoreState(engine, record, seam, 4).pages(state.last_key)
+    assert [r.record_key for page in rest for r in page] == mine[4:]
+
+
 def test_pages_follow_a_key_of_several_columns(engine):
     record = _record(key_fields=("region_code", "id_number"))
     tables = create(engine, record)

@@ -1,56 +1,28 @@
-"""The Kafka Connect worker's properties, from the one Kafka client config of the bus.
+"""The Kafka Connect worker's properties, from the settings of the bus.
 
-``settings.kafka_config()`` (librdkafka keys) is the only place the broker address and its
-security settings live; the worker, and the producers, consumers and admin clients it makes,
-get the same settings here under their Java names. ``deploy/connect/connect.sh`` renders the
-file with ``python -m services.ingest.adapters.connect_worker <file>``.
+The worker, and the producers, consumers and admin clients it makes (``producer.``,
+``consumer.``, ``admin.``), sign in to Kafka as the bus's services do: their properties are
+``kafka_security.java_client_properties``, the Java form of ``settings.kafka_config()``.
+``deploy/connect/connect.sh`` renders the file with
+``python -m services.ingest.adapters.connect_worker <file>`` on every start.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
+from services.common.kafka_security import java_client_properties, properties_text
+from services.common.private_files import write_private
 from services.common.settings import Settings, load_settings
 
-# librdkafka keys whose Java client key has the same meaning; other keys are the Python
-# clients' own tuning and stay out of the worker.
-JAVA_KEYS = {
-    "bootstrap.servers": "bootstrap.servers",
-    "security.protocol": "security.protocol",
-    "sasl.mechanism": "sasl.mechanism",
-    "sasl.mechanisms": "sasl.mechanism",
-    "ssl.ca.location": "ssl.truststore.location",
-    "client.dns.lookup": "client.dns.lookup",
-}
-SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule"
-PLAIN_LOGIN = "org.apache.kafka.common.security.plain.PlainLoginModule"
 CLIENT_PREFIXES = ("", "producer.", "consumer.", "admin.")
-
-
-def _quoted(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def java_client_properties(librdkafka: Mapping[str, Any]) -> dict[str, str]:
-    """The Java client properties of a librdkafka config; SASL credentials become a JAAS line."""
-    props = {JAVA_KEYS[k]: str(v) for k, v in librdkafka.items() if k in JAVA_KEYS}
-    user, password = librdkafka.get("sasl.username"), librdkafka.get("sasl.password")
-    if user is not None and password is not None:
-        mechanism = props.get("sasl.mechanism", "SCRAM-SHA-512")
-        module = PLAIN_LOGIN if mechanism == "PLAIN" else SCRAM_LOGIN
-        props["sasl.jaas.config"] = (
-            f"{module} required username={_quoted(str(user))} password={_quoted(str(password))};"
-        )
-    if "ssl.truststore.location" in props:
-        props["ssl.truststore.type"] = "PEM"
-    return props
+JSON_CONVERTER = "org.apache.kafka.connect.json.JsonConverter"
 
 
 def worker_properties(settings: Settings) -> dict[str, str]:
-    """A distributed worker: its group, its three topics on our broker, JSON without schemas."""
+    """A distributed worker: its group, its three topics on our broker, JSON without schemas
+    (no schema registry involved: the bridge reads Debezium's JSON)."""
     group = settings.connect_group
     props: dict[str, str] = {
         "group.id": group,
@@ -61,8 +33,8 @@ def worker_properties(settings: Settings) -> dict[str, str]:
         "offset.storage.replication.factor": "1",
         "status.storage.replication.factor": "1",
         "offset.flush.interval.ms": "1000",
-        "key.converter": "org.apache.kafka.connect.json.JsonConverter",
-        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "key.converter": JSON_CONVERTER,
+        "value.converter": JSON_CONVERTER,
         "key.converter.schemas.enable": "false",
         "value.converter.schemas.enable": "false",
         "listeners": f"http://{settings.connect_host}:{settings.connect_port}",
@@ -70,25 +42,18 @@ def worker_properties(settings: Settings) -> dict[str, str]:
         "plugin.discovery": "only_scan",
         "topic.creation.enable": "true",
     }
-    client = java_client_properties(settings.kafka_config())
+    client = {"bootstrap.servers": settings.kafka_bootstrap, **java_client_properties(settings)}
     for prefix in CLIENT_PREFIXES:
         props.update({f"{prefix}{k}": v for k, v in client.items()})
     return props
-
-
-def render(props: Mapping[str, str]) -> str:
-    def escape(text: str) -> str:
-        return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-    lines = ["# Rendered by govbus from its settings on every start; edit the settings."]
-    return "\n".join(lines + [f"{k}={escape(v)}" for k, v in props.items()]) + "\n"
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m services.ingest.adapters.connect_worker <properties file>")
         return 2
-    Path(argv[0]).write_text(render(worker_properties(load_settings())), encoding="utf-8")
+    # Private: it holds the service's Kafka password.
+    write_private(Path(argv[0]), properties_text(worker_properties(load_settings())))
     return 0
 
 

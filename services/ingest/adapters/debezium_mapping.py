@@ -9,7 +9,6 @@ adapter before the record, since every later change of the table would be wrong 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,6 @@ from services.ingest.publisher import Change
 from services.ingest.validation import Problem
 
 OPS = {"c", "u", "d", "r"}
-EVENT_IDS = uuid.UUID("5b0c2f59-7d6e-4a53-9a53-1f0e3c7c2a10")
 
 
 @dataclass(frozen=True)
@@ -40,16 +38,12 @@ class Incompatible:
 def source_position(source: Mapping[str, Any], key: Mapping[str, Any]) -> str:
     """Where the change is in the database log. Streamed changes each have their own LSN;
     a snapshot's rows all share the snapshot's LSN, so theirs adds the key. Positions of one
-    key grow with its changes (the central store orders rows by them)."""
+    key grow with its changes (the central store orders rows by them), and a replayed change
+    has the same position, hence the same event id (``source_event_id``)."""
     position = f"lsn:{source.get('lsn')}:tx:{source.get('txId')}"
     if _is_snapshot(source):
         position += ":snapshot:" + json.dumps(key, sort_keys=True, ensure_ascii=False)
     return position
-
-
-def event_id(resource: str, position: str) -> str:
-    """The same source change always gets the same id, so a replay is recognised downstream."""
-    return str(uuid.uuid5(EVENT_IDS, f"{resource}|{position}"))
 
 
 def _is_snapshot(source: Mapping[str, Any]) -> bool:
@@ -125,5 +119,4 @@ def to_change(
         f"postgres:{source.get('db')}.{adapter.table}",
         source_ts_ms=source.get("ts_ms"),
         snapshot=_is_snapshot(source),
-        event_id=event_id(entry.resource_id, position),
     )

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
-import signal
 import time
 
 import psycopg
-from prometheus_client import CollectorRegistry, Gauge
 
 from services.common.kafka_clients import (
     DAY_MS,
@@ -16,9 +13,7 @@ from services.common.kafka_clients import (
     ensure_topics,
     make_admin,
     make_consumer,
-    make_producer,
 )
-from services.common.metrics import BusMetrics, serve_metrics
 from services.common.settings import Settings
 from services.ingest.adapters.connect_rest import ConnectClient, failed_task_trace
 from services.ingest.adapters.debezium import (
@@ -29,7 +24,8 @@ from services.ingest.adapters.debezium import (
     slot_name,
 )
 from services.ingest.adapters.debezium_bridge import DebeziumBridge
-from services.ingest.feed import build_publisher
+from services.ingest.adapters.output import AdapterMetrics
+from services.ingest.adapters.process import AdapterProcess
 
 log = logging.getLogger("govbus.adapter")
 WATCH_EVERY_S = 5.0
@@ -37,28 +33,6 @@ SLOT_LAG = """
 SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint, confirmed_flush_lsn::text
 FROM pg_replication_slots WHERE slot_name = %s
 """
-
-
-class AdapterMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.halted = Gauge(
-            "govbus_adapter_halted",
-            "1 while the adapter is halted by an incompatible source change",
-            ["adapter"],
-            registry=registry,
-        )
-        self.slot_lag_bytes = Gauge(
-            "govbus_cdc_slot_lag_bytes",
-            "WAL the replication slot holds: current WAL position minus its confirmed position",
-            ["adapter"],
-            registry=registry,
-        )
-        self.slot_lag_seconds = Gauge(
-            "govbus_cdc_slot_lag_seconds",
-            "How long the slot's confirmed position has not moved while it holds WAL",
-            ["adapter"],
-            registry=registry,
-        )
 
 
 class SlotWatch:
@@ -96,45 +70,34 @@ def _register(settings: Settings, name: str, adapter: DebeziumAdapter, topic: st
         client.close()
 
 
-def run_debezium(
-    name: str, adapter: DebeziumAdapter, settings: Settings, args: argparse.Namespace
-) -> int:
+def run_debezium(adapter: DebeziumAdapter, proc: AdapterProcess) -> None:
+    """Register the connector, then bridge its changes until stopped; every few seconds read
+    the slot's lag and the connector's state."""
+    name, settings = proc.name, proc.settings
     topic = change_topic(name, adapter)
     _register(settings, name, adapter, topic)
-    registry = CollectorRegistry()
-    metrics, adapter_metrics = BusMetrics(registry), AdapterMetrics(registry)
-    port = serve_metrics(registry, args.metrics_port or settings.adapter_metrics_port)
-    producer = make_producer(settings)
-    publisher = build_publisher(settings, metrics, producer)
     consumer = make_consumer(settings, f"govbus-adapter-{name}")
-    bridge = DebeziumBridge(
-        adapter, topic, publisher, consumer, producer, metrics, settings.batch_size
-    )
-    stopping: list[int] = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
-    signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
-    log.info("adapter %s: %s -> %s, metrics on :%d", name, topic, adapter.resource, port)
+    bridge = DebeziumBridge(adapter, topic, proc.output, consumer, settings.batch_size)
+    log.info("%s -> %s", topic, adapter.resource)
     watch, connect = SlotWatch(adapter, slot_name(name)), ConnectClient(settings.connect_url)
     next_watch = 0.0
     try:
-        while not stopping:
+        while not proc.stopping.is_set():
             bridge.step()
-            adapter_metrics.halted.labels(name).set(bridge.halted is not None)
+            proc.metrics.halted.labels(name).set(bridge.halted is not None)
             if time.monotonic() >= next_watch:
                 next_watch = time.monotonic() + WATCH_EVERY_S
-                _watch(name, watch, connect, adapter_metrics)
+                _watch(name, watch, connect, proc.metrics)
     finally:
         consumer.close()
-        publisher.close()
         connect.close()
-    return 0
 
 
 def _watch(name: str, watch: SlotWatch, connect: ConnectClient, metrics: AdapterMetrics) -> None:
     lag = watch.read()
     if lag is not None:
         metrics.slot_lag_bytes.labels(name).set(lag[0])
-        metrics.slot_lag_seconds.labels(name).set(lag[1])
+        metrics.lag.labels(name).set(lag[1])
     try:
         trace = failed_task_trace(connect.status(connector_name(name)))
     except Exception as exc:  # the worker may be restarting: the bridge goes on
