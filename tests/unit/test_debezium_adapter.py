@@ -8,6 +8,7 @@ import pytest
 
 from services.common.config_files import file_records
 from services.common.settings import REPO_ROOT, Settings, load_settings
+from services.common.store_tables import source_version
 from services.ingest.adapters.config import parse_adapter
 from services.ingest.adapters.connect_worker import main as connect_worker_main
 from services.ingest.adapters.connect_worker import worker_properties
@@ -128,7 +129,10 @@ def test_streamed_and_snapshot_changes_get_positions_and_stable_event_ids(record
     snap = to_change(
         {"uscc": "K"}, debezium("r", after=row(), snapshot="true"), adapter, record.resource, schema
     )
-    assert snap.snapshot and snap.position.startswith("lsn:1234:tx:77:snapshot:")
+    assert snap.snapshot and snap.position.startswith("lsn:1234:snapshot:")
+    # A change at the snapshot's own LSN was not in the snapshot: it is the newer version.
+    assert source_version(snap.position) < source_version(streamed.position)
+    assert source_version(snap.position) < source_version(later.position)
 
 
 def test_a_type_change_or_a_new_key_halts_naming_table_and_column(record) -> None:

@@ -39,11 +39,15 @@ def source_position(source: Mapping[str, Any], key: Mapping[str, Any]) -> str:
     """Where the change is in the database log. Streamed changes each have their own LSN;
     a snapshot's rows all share the snapshot's LSN, so theirs adds the key. Positions of one
     key grow with its changes (the central store orders rows by them), and a replayed change
-    has the same position, hence the same event id (``source_event_id``)."""
-    position = f"lsn:{source.get('lsn')}:tx:{source.get('txId')}"
+    has the same position, hence the same event id (``source_event_id``).
+
+    A change not yet committed when the snapshot began is streamed, not in the snapshot, but
+    its own LSN can be the snapshot's: at equal LSNs "snapshot" sorts before "tx", so the
+    streamed change wins over the snapshot's older row."""
+    lsn = source.get("lsn")
     if _is_snapshot(source):
-        position += ":snapshot:" + json.dumps(key, sort_keys=True, ensure_ascii=False)
-    return position
+        return f"lsn:{lsn}:snapshot:" + json.dumps(key, sort_keys=True, ensure_ascii=False)
+    return f"lsn:{lsn}:tx:{source.get('txId')}"
 
 
 def _is_snapshot(source: Mapping[str, Any]) -> bool:
