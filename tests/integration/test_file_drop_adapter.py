@@ -114,8 +114,8 @@ def test_snapshots_bad_rows_duplicates_and_failed_files(bus, tmp_path):
     assert len(letters) == 4
     for (headers, body), rejected in zip(letters, first["rejected"], strict=True):
         assert headers["govbus.reason"] == rejected["reason"]
-        assert json.loads(body)["position"].startswith("qiye-20260301.csv#")
-        assert json.loads(body)["position"].endswith(f":row {rejected['row']}")
+        assert json.loads(body)["record"]["position"].startswith("qiye-20260301.csv#")
+        assert json.loads(body)["record"]["position"].endswith(f":row {rejected['row']}")
     assert rows[20]["credit_code"][:-1] not in letters[0][1].decode()  # the bad code masked
 
     # The same content again, under another name: nothing published twice.
