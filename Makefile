@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 KAFKA  := bash deploy/kafka/kafka.sh
 PG     := bash deploy/postgres/pg.sh
 EVENTS ?= 5000
+CDC    ?= 1
 QUICK  ?=
 # The Quix Streams peer of `make bench` has its own virtualenv: quixstreams caps confluent-kafka
 # below the project's pin.
@@ -14,7 +15,7 @@ QUIX_REQS  := benchmarks/quix/requirements.txt
 QUIX_STAMP := $(QUIX_VENV)/.installed-$(shell sha256sum $(QUIX_REQS) | cut -c1-12)
 
 .PHONY: install broker broker-stop postgres postgres-stop run demo test unit integration bench quix-venv \
-	bench-store bench-backfill lint format clean
+	bench-store bench-backfill lint format clean cdc-reset
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11+"; exit 1; }
@@ -25,6 +26,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 	@$(KAFKA) fetch
+	@bash deploy/connect/connect.sh fetch
 
 broker: install
 	$(KAFKA) start
@@ -42,8 +44,15 @@ postgres-stop:
 	$(PG) stop
 
 # The demo runs on the public demo secrets (mask secret, registry password): demo mode on.
+# CDC=1 (the default): the demo's changes are written into a provider PostgreSQL and reach
+# the bus through Debezium on Kafka Connect; CDC=0: the demo feed publishes directly.
 run: install
-	@GOVBUS_DEMO_MODE=1 bash deploy/with-broker.sh $(BIN)/govbus run
+	@CDC=$(CDC) GOVBUS_DEMO_MODE=1 bash deploy/with-broker.sh bash deploy/with-cdc.sh $(BIN)/govbus run
+
+# Remove the demo's Debezium connectors with their replication slots and publications.
+cdc-reset: install
+	@for f in deploy/adapters/*.yaml; do grep -q '^kind: debezium' $$f && \
+		$(BIN)/govbus adapter $$(basename $$f .yaml) --remove; done; true
 
 demo: install
 	@GOVBUS_DEMO_MODE=1 bash deploy/with-broker.sh $(BIN)/govbus demo --events $(EVENTS)
@@ -88,6 +97,7 @@ format: install
 	$(BIN)/ruff check --fix .
 
 clean:
+	-bash deploy/connect/connect.sh stop
 	-$(KAFKA) stop
 	-$(PG) stop
 	rm -rf .govbus

@@ -9,6 +9,7 @@ from confluent_kafka import KafkaException
 
 from services.common.lag import group_lag
 from services.common.settings import Settings
+from services.ingest.adapters.config import AdapterBase
 from services.launcher import ProcessGroup, wait_http
 from services.progress import progress_line, scrape_totals
 
@@ -23,14 +24,26 @@ def start_core(settings: Settings, group: ProcessGroup) -> None:
     wait_http(f"http://localhost:{settings.sink_metrics_port}/metrics", 60, group)
 
 
-def start_adapters(settings: Settings, group: ProcessGroup) -> list[str]:
-    """One process per adapter file in ``deploy/adapters/`` (checked before any starts)."""
+def start_adapters(settings: Settings, group: ProcessGroup) -> dict[str, AdapterBase]:
+    """One process per adapter file in ``deploy/adapters/`` (checked before any starts). The
+    ``debezium`` ones run with the demo's provider database only (``provider_db_url``, set by
+    deploy/with-cdc.sh with the Connect worker up), after its tables exist: Debezium's
+    publication names them."""
     from services.ingest.adapters.command import configured_adapters
 
-    names = sorted(configured_adapters(settings))
-    for name in names:
+    cdc = bool(settings.provider_db_url)
+    adapters = {
+        name: adapter
+        for name, adapter in sorted(configured_adapters(settings).items())
+        if cdc or adapter.kind != "debezium"
+    }
+    if cdc:
+        from services.ingest.sql_feed import create_demo_tables
+
+        create_demo_tables(settings)
+    for name in adapters:
         group.start("adapter", name, label=f"adapter-{name}")
-    return names
+    return adapters
 
 
 def _lag(settings: Settings, group: str) -> int | str:
@@ -38,6 +51,14 @@ def _lag(settings: Settings, group: str) -> int | str:
         return group_lag(settings, group, settings.source_pattern)
     except KafkaException:  # coordinator moving or loading: show it as unknown this round
         return "?"
+
+
+def _summed(totals) -> dict[str, float]:
+    summed: dict[str, float] = {}
+    for one in totals:
+        for name, value in one.items():
+            summed[name] = summed.get(name, 0.0) + value
+    return summed
 
 
 def _interrupt(*_) -> None:
@@ -54,8 +75,19 @@ def run_bus(settings: Settings, rate: float, interval_s: float = 2.0) -> None:
         start_core(settings, group)
         group.start("lag-exporter")
         adapters = start_adapters(settings, group)
-        group.start("feed", "--rate", str(rate))
-        wait_http(f"http://localhost:{settings.ingest_metrics_port}/metrics", 60, group)
+        # What comes in: the adapters' counts, and the feed's when it publishes directly.
+        ingest_urls = [
+            f"http://localhost:{a.metrics_port}/metrics"
+            for a in adapters.values()
+            if a.metrics_port
+        ]
+        if settings.provider_db_url:  # the demo's changes go through PostgreSQL and Debezium
+            group.start("feed", "--rate", str(rate), "--sql", settings.provider_db_url)
+        else:
+            group.start("feed", "--rate", str(rate))
+            ingest_urls.append(f"http://localhost:{settings.ingest_metrics_port}/metrics")
+        for url in ingest_urls:
+            wait_http(url, 120, group)
         if adapters:
             print(f"adapters: {', '.join(adapters)}", flush=True)
         print(f"govbus is up; logs in {group.log_dir}. Ctrl-C stops everything.", flush=True)
@@ -72,7 +104,7 @@ def run_bus(settings: Settings, rate: float, interval_s: float = 2.0) -> None:
                 )
             }
             line, previous = progress_line(
-                scrape_totals(f"http://localhost:{settings.ingest_metrics_port}/metrics"),
+                _summed(scrape_totals(url) for url in ingest_urls),
                 scrape_totals(f"http://localhost:{settings.router_metrics_port}/metrics"),
                 scrape_totals(f"http://localhost:{settings.sink_metrics_port}/metrics"),
                 lags,

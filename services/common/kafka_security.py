@@ -2,11 +2,12 @@
 
 ``Settings.kafka_security()`` is the one source (librdkafka's keys); this module renders the
 same principal for Java clients (Kafka's CLI tools with ``--command-config``, a Kafka Connect
-worker); the router's Faust app renders it for aiokafka itself.
+worker, ``connect_worker.py``); the router's Faust app renders it for aiokafka itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from services.common.private_files import write_private
@@ -44,9 +45,10 @@ def java_client_properties(
     return props
 
 
-def _properties_line(key: str, value: str) -> str:
+def properties_text(props: Mapping[str, str]) -> str:
+    """``props`` as a Java properties file."""
     # java.util.Properties treats a backslash as an escape: double it.
-    return f"{key}={value.replace(chr(92), chr(92) * 2)}\n"
+    return "".join(f"{k}={v.replace(chr(92), chr(92) * 2)}\n" for k, v in props.items())
 
 
 def write_java_client_properties(
@@ -54,6 +56,5 @@ def write_java_client_properties(
 ) -> Path:
     """Write the Java client properties to ``path``, created private (it holds a password)."""
     props = java_client_properties(settings, username, password)
-    lines = [_properties_line("bootstrap.servers", settings.kafka_bootstrap)]
-    write_private(path, "".join(lines + [_properties_line(k, v) for k, v in props.items()]))
+    write_private(path, properties_text({"bootstrap.servers": settings.kafka_bootstrap, **props}))
     return path

@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     schemas_dir: Path = REPO_ROOT / "schemas" / "avro"
     # One YAML file per provider adapter (Debezium CDC, polling, file drop).
     adapters_dir: Path = REPO_ROOT / "deploy" / "adapters"
+    # The Kafka Connect worker that runs the Debezium connectors (deploy/connect/connect.sh).
+    connect_host: str = "127.0.0.1"
+    connect_port: int = Field(8083, ge=1, le=65535)
+    connect_group: str = Field("govbus-connect", pattern=r"^[A-Za-z0-9._-]+$")
+    # The demo providers' database: when set, `govbus run` writes the demo's changes as SQL
+    # into its tables and the Debezium adapters in adapters_dir carry them onto the bus.
+    provider_db_url: str = ""
     # Master secret for per-consumer HMAC keys. The demo default is public: the bus refuses
     # to start with it unless demo mode is on (refuse_demo_secrets).
     mask_secret: SecretStr = SecretStr(DEMO_MASK_SECRET)
@@ -154,6 +161,10 @@ class Settings(BaseSettings):
         return frozenset(
             dt.date.fromisoformat(d.strip()) for d in self.holidays.split(",") if d.strip()
         )
+
+    @property
+    def connect_url(self) -> str:
+        return f"http://{self.connect_host}:{self.connect_port}"
 
     @property
     def control_url(self) -> str:

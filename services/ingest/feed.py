@@ -133,12 +133,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--invalid-rate", type=float, default=0.01, help="share of creates with a bad ID number"
     )
+    parser.add_argument(
+        "--sql",
+        metavar="URL",
+        help="write the changes as SQL into the provider database at URL (Debezium carries them)",
+    )
 
 
 def main(args: argparse.Namespace) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry call is noise
     logging.basicConfig(level=logging.INFO, format="%(asctime)s ingest %(levelname)s %(message)s")
     settings = load_service_settings()
+    if args.sql:
+        from services.ingest.sql_feed import main as sql_main
+
+        sql_main(args, settings)
+        return
     metrics = BusMetrics(CollectorRegistry())
     port = serve_metrics(metrics.registry, settings.ingest_metrics_port)
     producer = make_producer(settings)

@@ -249,10 +249,14 @@ class ChangePublisher:
         if entry is None:
             record = self._view.get(change.resource)
             entry = record.resource if record is not None else None
-        letter = dead_letter_of(change, entry, problem, self._seal)
-        produce_dead_letter(self._producer, letter)
-        self._metrics.dead_letters.labels(STAGE, problem.reason).inc()
+        self.dead_letter(dead_letter_of(change, entry, problem, self._seal))
         return problem
+
+    def dead_letter(self, letter: DeadLetter, on_delivery=None) -> None:
+        """Queue a dead letter and count it: a rejected change's, or that of a source record
+        an adapter could not read (which references the record's place on its topic)."""
+        produce_dead_letter(self._producer, letter, on_delivery)
+        self._metrics.dead_letters.labels(STAGE, letter.reason).inc()
 
 
 def source_event_id(change: Change) -> str:

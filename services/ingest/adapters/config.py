@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from services.common.settings import ConfigError
 
@@ -20,12 +20,15 @@ NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 
 class AdapterBase(BaseModel):
-    """What every adapter file has: its kind, and the resource (``<provider>.<code>``) it feeds."""
+    """What every adapter file has: its kind, the resource (``<provider>.<code>``) it feeds, and
+    the port of its metrics."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: str
     resource: str
+    # Its /metrics port (the govbus-adapters scrape job lists each); 0: any free port.
+    metrics_port: int = Field(0, ge=0, le=65535)
 
     @field_validator("resource")
     @classmethod

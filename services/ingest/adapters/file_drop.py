@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import model_validator
 from watchfiles import watch
 
 from services.ingest.adapters.config import AdapterBase, register_kind
@@ -49,7 +49,6 @@ class FileDropAdapter(AdapterBase):
     op_column: str | None = None  # changes files: the header of the operation column
     sheet: str | None = None  # XLSX: the sheet to read (default: the first)
     system: str | None = None
-    metrics_port: int = Field(0, ge=0, le=65535)
 
     @model_validator(mode="after")
     def _changes_name_their_op(self) -> FileDropAdapter:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from services.common.dead_letter import DeadLetter
 from services.ingest.publisher import Change, ChangePublisher, source_event_id
 from services.ingest.validation import Problem
 
@@ -40,7 +41,8 @@ class AdapterMetrics:
         self.lag = Gauge(
             "govbus_adapter_lag_seconds",
             "How far an adapter is behind its source: seconds since its last complete poll"
-            " (polling), age of the oldest file waiting (file drop)",
+            " (polling), age of the oldest file waiting (file drop), how long its replication"
+            " slot's confirmed position has not moved while it holds WAL (debezium)",
             ["adapter"],
             registry=registry,
         )
@@ -52,7 +54,20 @@ class AdapterMetrics:
         )
         self.last_success = Gauge(
             "govbus_adapter_last_success_timestamp_seconds",
-            "When an adapter last completed a poll or a file (Unix time)",
+            "When an adapter last completed a poll, a file or a batch (Unix time)",
+            ["adapter"],
+            registry=registry,
+        )
+        self.slot_lag_bytes = Gauge(
+            "govbus_cdc_slot_lag_bytes",
+            "WAL a CDC adapter's replication slot holds: current WAL position minus its"
+            " confirmed position",
+            ["adapter"],
+            registry=registry,
+        )
+        self.halted = Gauge(
+            "govbus_adapter_halted",
+            "1 while the adapter is halted by an incompatible source change",
             ["adapter"],
             registry=registry,
         )
@@ -90,11 +105,15 @@ class AdapterOutput:
         self._metrics = metrics
 
     def send(
-        self, changes: Sequence[Change], rejects: Sequence[tuple[Change, Problem]] = ()
+        self,
+        changes: Sequence[Change],
+        rejects: Sequence[tuple[Change, Problem]] = (),
+        letters: Sequence[DeadLetter] = (),
     ) -> BatchResult:
         """Publish ``changes`` and dead-letter ``rejects`` (rows the adapter could not make a
-        change of); returns once Kafka acknowledged all of it. Rejects are numbered after the
-        changes."""
+        change of) and ``letters`` (source records it could not even read, referenced by their
+        place on a topic); returns once Kafka acknowledged all of it. Rejects, then letters,
+        are numbered after the changes."""
         errors: list[str] = []
 
         def on_delivery(err, _msg) -> None:
@@ -112,6 +131,9 @@ class AdapterOutput:
         for j, (change, problem) in enumerate(rejects, start=len(changes)):
             self.publisher.reject(change, problem)
             result.rejected.append(Rejected(j, change.position, problem.reason, problem.detail))
+        for j, letter in enumerate(letters, start=len(changes) + len(rejects)):
+            self.publisher.dead_letter(letter, on_delivery)
+            result.rejected.append(Rejected(j, letter.key().decode(), letter.reason, letter.detail))
         remaining = self._producer.flush(ACK_TIMEOUT_S)
         if remaining or errors:
             raise NotAcknowledged(

@@ -59,7 +59,6 @@ class PollingAdapter(AdapterBase):
     interval_s: float = Field(5.0, gt=0)
     batch: int = Field(1000, ge=1, le=50_000)
     system: str | None = None
-    metrics_port: int = Field(0, ge=0, le=65535)
 
 
 register_kind("polling", PollingAdapter)
