@@ -189,8 +189,8 @@ def test_acls_no_department_should_have_are_removed_at_start(access):
 def test_the_department_config_from_the_api_reads_avro_deliveries(access, registry_url):
     store = access.plane.store
     bootstrap_authority(store, ADMIN_TOKEN)
-    reader = add_user(store, AUTHORITY, "cons-reader", access.consumer, Role.CONSUMER)
-    stranger = add_user(store, AUTHORITY, "other-reader", access.other, Role.CONSUMER)
+    reader = add_user(store, AUTHORITY, "cons-reader", access.consumer, Role.CONSUMER).token
+    stranger = add_user(store, AUTHORITY, "other-reader", access.other, Role.CONSUMER).token
     app = create_control_app(access.plane)
     app.include_router(departments_router(access.sync))
     api = TestClient(app)
@@ -213,7 +213,9 @@ def test_the_department_config_from_the_api_reads_avro_deliveries(access, regist
     schema = json.dumps(
         {"type": "record", "name": "Delivery", "fields": [{"name": "n", "type": "long"}]}
     )
-    registry = SchemaRegistryClient({"url": registry_url})
+    # The session's registry signs in the bus's service user only.
+    auth = access.settings.registry_auth
+    registry = SchemaRegistryClient({"url": registry_url, "basic.auth.user.info": auth})
     value = AvroSerializer(registry, schema)(
         {"n": 42}, SerializationContext(topic, MessageField.VALUE)
     )
@@ -296,9 +298,9 @@ def test_java_clients_connect_with_the_rendered_properties_and_see_their_own_top
 def test_system_accounts_connect_as_their_department_and_come_and_go_through_the_api(access):
     store = access.plane.store
     bootstrap_authority(store, ADMIN_TOKEN)
-    own = add_user(store, AUTHORITY, "cons-ops", access.consumer, Role.CONSUMER)
-    provider_user = add_user(store, AUTHORITY, "prov-ops", access.provider, Role.PROVIDER)
-    stranger = add_user(store, AUTHORITY, "other-ops", access.other, Role.CONSUMER)
+    own = add_user(store, AUTHORITY, "cons-ops", access.consumer, Role.CONSUMER).token
+    provider_user = add_user(store, AUTHORITY, "prov-ops", access.provider, Role.PROVIDER).token
+    stranger = add_user(store, AUTHORITY, "other-ops", access.other, Role.CONSUMER).token
     app = create_control_app(access.plane)
     app.include_router(departments_router(access.sync))
     api = TestClient(app)
