@@ -152,6 +152,7 @@ class ControlStore:
         kafka_accounts.accounts_metadata.create_all(self._engine)
         self._add_schema_version_column()
         self._add_token_expiry_column()
+        self._add_account_generation_column()
 
     def _add_schema_version_column(self) -> None:
         # Stores made before schema versions were kept: every schema they hold is version 1.
@@ -172,6 +173,18 @@ class ControlStore:
             with self._engine.begin() as conn:
                 conn.execute(text(f"ALTER TABLE users ADD COLUMN token_expires_at {kind}"))
                 conn.execute(users.update().values(token_expires_at=self._token_expiry()))
+
+    def _add_account_generation_column(self) -> None:
+        # Stores made before passwords rotated: every account is at its first password.
+        columns = {c["name"] for c in inspect(self._engine).get_columns("kafka_accounts")}
+        if "generation" not in columns:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    text(
+                        "ALTER TABLE kafka_accounts"
+                        " ADD COLUMN generation INTEGER NOT NULL DEFAULT 0"
+                    )
+                )
 
     def _token_expiry(self) -> dt.datetime:
         return dt.datetime.now(dt.UTC) + self.token_ttl

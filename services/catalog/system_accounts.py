@@ -54,6 +54,8 @@ def add_account(store: ControlStore, actor: Actor, code: str, system: str) -> st
     check_access(store, actor, code)
     name = account_name(code, _valid(system))
     with store.transaction() as conn:
+        if code not in store.departments_in(conn):  # removed since the check above
+            raise NotFound(f"no department {code!r}")
         before = kafka_accounts.find(conn, name)
         if before is not None and not before.removed:
             raise Conflict(f"department {code} already has the system account {system!r}")

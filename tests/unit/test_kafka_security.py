@@ -7,6 +7,7 @@ import stat
 
 import pytest
 from confluent_kafka.admin import AclOperation, ResourceType
+from sqlalchemy import create_engine, text
 
 from services.catalog import kafka_accounts
 from services.catalog.control_store import ControlStore
@@ -192,4 +193,22 @@ def test_accounts_owed_in_the_store_follow_adds_removals_and_rotations(tmp_path)
     with store.reading() as conn:
         owed = {a.name: a for a in kafka_accounts.pending(conn)}
     assert owed["dept.edu.etl"].removed and owed["dept.edu.etl"].generation == 1
+    store.close()
+
+
+def test_a_store_from_before_rotations_gets_the_generation_column(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE kafka_accounts (name VARCHAR PRIMARY KEY,"
+                " department VARCHAR NOT NULL, removed BOOLEAN NOT NULL, applied BOOLEAN NOT NULL)"
+            )
+        )
+        conn.execute(text("INSERT INTO kafka_accounts VALUES ('dept.edu', 'edu', 0, 1)"))
+    engine.dispose()
+    store = ControlStore(url)
+    with store.reading() as conn:
+        assert kafka_accounts.find(conn, "dept.edu").generation == 0
     store.close()
