@@ -150,28 +150,23 @@ class ControlStore:
         metadata.create_all(self._engine)
         outbox.outbox_metadata.create_all(self._engine)
         kafka_accounts.accounts_metadata.create_all(self._engine)
-        self._add_schema_version_column()
-        self._add_token_expiry_column()
-
-    def _add_schema_version_column(self) -> None:
         # Stores made before schema versions were kept: every schema they hold is version 1.
-        columns = {c["name"] for c in inspect(self._engine).get_columns("resources")}
-        if "schema_version" not in columns:
-            with self._engine.begin() as conn:
-                conn.execute(
-                    text(
-                        "ALTER TABLE resources ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 1"
-                    )
-                )
-
-    def _add_token_expiry_column(self) -> None:
+        self._add_column("resources", "schema_version", "INTEGER NOT NULL DEFAULT 1")
         # Stores made before tokens expired: their tokens get one lifetime from now.
-        columns = {c["name"] for c in inspect(self._engine).get_columns("users")}
-        if "token_expires_at" not in columns:
-            kind = DateTime(timezone=True).compile(dialect=self._engine.dialect)
+        expiry = DateTime(timezone=True).compile(dialect=self._engine.dialect)
+        if self._add_column("users", "token_expires_at", expiry):
             with self._engine.begin() as conn:
-                conn.execute(text(f"ALTER TABLE users ADD COLUMN token_expires_at {kind}"))
                 conn.execute(users.update().values(token_expires_at=self._token_expiry()))
+        # Stores made before passwords rotated: every account is at its first password.
+        self._add_column("kafka_accounts", "generation", "INTEGER NOT NULL DEFAULT 0")
+
+    def _add_column(self, table: str, column: str, ddl: str) -> bool:
+        """Add a column a store made by an older version lacks; True if it was added."""
+        if column in {c["name"] for c in inspect(self._engine).get_columns(table)}:
+            return False
+        with self._engine.begin() as conn:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
+        return True
 
     def _token_expiry(self) -> dt.datetime:
         return dt.datetime.now(dt.UTC) + self.token_ttl

@@ -89,15 +89,20 @@ class KafkaAccountSync:
         self._loop.stop(timeout_s)
 
     def notify(self) -> None:
-        """A department was added or removed: apply it now rather than at the next poll."""
+        """An account was added, removed or rotated: apply it now rather than at the next poll."""
         self._loop.notify()
 
-    def client_config(self, department: str) -> dict[str, str]:
-        """The confluent-kafka configuration a department's systems connect with."""
-        name = account_name(department)
+    def client_config(self, department: str, system: str | None = None) -> dict[str, str]:
+        """The confluent-kafka configuration a department's systems (or its system account
+        ``system``) connect with, at the account's current password generation."""
+        name = account_name(department, system)
+        with self._store.reading() as conn:
+            account = kafka_accounts.find(conn, name)
+        generation = 0 if account is None else account.generation
+        password = account_password(self._secret, name, generation)
         return {
             "bootstrap.servers": self._settings.kafka_bootstrap,
-            **self._settings.kafka_security(name, account_password(self._secret, name)),
+            **self._settings.kafka_security(name, password),
         }
 
     def owed(self) -> int:
@@ -139,7 +144,8 @@ class KafkaAccountSync:
             _wait_all(admin.delete_acls([acls_of(account.name)], request_timeout=ADMIN_TIMEOUT_S))
             log.info("kafka account %s removed", account.name)
             return
-        password = account_password(self._secret, account.name).encode()
+        # An upsert replaces the account's credential: a rotated-out password stops working.
+        password = account_password(self._secret, account.name, account.generation).encode()
         upsert = UserScramCredentialUpsertion(
             account.name, ScramCredentialInfo(SCRAM, ITERATIONS), password
         )

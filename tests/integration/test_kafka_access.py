@@ -31,6 +31,7 @@ from services.catalog.departments_api import departments_router
 from services.catalog.kafka_account_sync import KafkaAccountSync
 from services.catalog.kafka_acls import account_name, acls_of, department_acls
 from services.catalog.registry_store import SchemaRegistryStore
+from services.catalog.system_accounts import add_account
 from services.catalog.users import add_user, bootstrap_authority
 from services.catalog.workflow import Actor, Calendar, Role
 from services.common.catalog import Department
@@ -256,8 +257,23 @@ def test_the_catalog_service_opens_and_closes_a_departments_kafka_access(bus):
     edu = json.loads(govbus(env, ADMIN_TOKEN, "kafka-config", "--department", imported))
     wait_until(lambda: metadata_answered(edu), 30, "an imported department's account")
 
+    # A system account through the CLI: added, listed, rotated, each config working in turn.
+    added = govbus(env, ADMIN_TOKEN, "department", "account", "add", code, "etl")
+    assert f"dept.{code}.etl" in added
+    listed = govbus(env, ADMIN_TOKEN, "department", "account", "list", code)
+    assert listed.split()[:2] == ["etl", f"dept.{code}.etl"]
+    etl_args = ("kafka-config", "--department", code, "--account", "etl")
+    etl = json.loads(govbus(env, ADMIN_TOKEN, *etl_args))
+    assert etl["sasl.username"] == f"dept.{code}.etl"
+    wait_until(lambda: metadata_answered(etl), 30, "the system account")
+    govbus(env, ADMIN_TOKEN, "department", "account", "rotate", code, "etl")
+    rotated = json.loads(govbus(env, ADMIN_TOKEN, *etl_args))
+    wait_until(lambda: not metadata_answered(etl), 30, "the rotated-out password refused")
+    assert metadata_answered(rotated)
+
     govbus(env, ADMIN_TOKEN, "department", "remove", code)
     wait_until(lambda: not metadata_answered(config), 30, "the removed account refused")
+    wait_until(lambda: not metadata_answered(rotated), 30, "its system account refused")
     assert metadata_answered(edu)
 
 
@@ -278,3 +294,83 @@ def test_java_clients_connect_with_the_rendered_properties_and_see_their_own_top
     assert listed.returncode == 0, listed.stderr[-2000:]
     # Kafka lists only the topics the principal may describe: its own deliveries.
     assert listed.stdout.split() == [delivery_topic(access.consumer, "res")]
+
+
+def test_system_accounts_connect_as_their_department_and_come_and_go_through_the_api(access):
+    store = access.plane.store
+    bootstrap_authority(store, ADMIN_TOKEN)
+    own = add_user(store, AUTHORITY, "cons-ops", access.consumer, Role.CONSUMER).token
+    provider_user = add_user(store, AUTHORITY, "prov-ops", access.provider, Role.PROVIDER).token
+    stranger = add_user(store, AUTHORITY, "other-ops", access.other, Role.CONSUMER).token
+    app = create_control_app(access.plane)
+    app.include_router(departments_router(access.sync))
+    api = TestClient(app)
+
+    def call(method: str, path: str, token: str, **kw):
+        return api.request(method, path, headers={"Authorization": f"Bearer {token}"}, **kw)
+
+    base = f"/departments/{access.consumer}/accounts"
+    # Another department's user may neither add, list nor read the consumer's accounts.
+    refused = call("POST", base, stranger, json={"name": "etl"})
+    assert refused.status_code == 403 and access.consumer in refused.json()["detail"]
+    assert call("POST", base, own, json={"name": "etl.x"}).status_code == 422
+    made = call("POST", base, own, json={"name": "warehouse"})
+    assert made.status_code == 201, made.text
+    assert made.json()["principal"] == f"dept.{access.consumer}.warehouse"
+    assert call("POST", base, own, json={"name": "warehouse"}).status_code == 409
+    assert call("GET", base, stranger).status_code == 403
+    assert [a["name"] for a in call("GET", base, ADMIN_TOKEN).json()] == ["warehouse"]
+    config_path = f"/departments/{access.consumer}/kafka-config?account=warehouse"
+    assert call("GET", config_path, stranger).status_code == 403
+    missing = call("GET", f"/departments/{access.consumer}/kafka-config?account=nope", own)
+    assert missing.status_code == 404
+    config = call("GET", config_path, own).json()
+    assert config["sasl.username"] == f"dept.{access.consumer}.warehouse"
+    assert config["sasl.password"] != access.config(access.consumer)["sasl.password"]
+    assert access.sync.apply_owed() == 1
+
+    # It may do what its department may, and nothing more.
+    as_the_bus(access.settings, delivery_topic(access.consumer, "res"), b"mine")
+    group = f"{access.consumer}.warehouse"
+    assert first_poll(config, delivery_topic(access.consumer, "res"), group) == (b"mine", None)
+    _, error = first_poll(config, delivery_topic(access.other, "res"), group)
+    assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    prov_base = f"/departments/{access.provider}/accounts"
+    assert call("POST", prov_base, provider_user, json={"name": "etl"}).status_code == 201
+    assert access.sync.apply_owed() == 1
+    etl = call("GET", f"/departments/{access.provider}/kafka-config?account=etl", ADMIN_TOKEN)
+    assert produce(etl.json(), source_topic(access.provider, "res"), b"ok") is None
+    error = produce(etl.json(), source_topic(access.other, "res"), b"forged")
+    assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+    # A rotation replaces the password: the old one stops working once applied.
+    rotated = call("POST", f"{base}/warehouse/rotate", own)
+    assert rotated.status_code == 200 and rotated.json()["generation"] == 1
+    assert call("POST", f"{base}/warehouse/rotate", stranger).status_code == 403
+    new_config = call("GET", config_path, own).json()
+    assert new_config["sasl.password"] != config["sasl.password"]
+    assert access.sync.apply_owed() == 1
+    assert not metadata_answered(config)
+    assert metadata_answered(new_config)
+
+    # A removed account stops working; the department's own account does not.
+    assert call("DELETE", f"{base}/warehouse", stranger).status_code == 403
+    assert call("DELETE", f"{base}/warehouse", own).status_code == 204
+    assert call("DELETE", f"{base}/warehouse", own).status_code == 404
+    assert access.sync.apply_owed() == 1
+    assert not metadata_answered(new_config)
+    admin = make_admin(access.settings)
+    gone = admin.describe_acls(acls_of(f"dept.{access.consumer}.warehouse"), request_timeout=10)
+    assert gone.result() == []
+    assert metadata_answered(access.config(access.consumer))
+
+
+def test_removing_a_department_removes_its_system_accounts(access):
+    store = access.plane.store
+    add_account(store, AUTHORITY, access.consumer, "reader")
+    assert access.sync.apply_owed() == 1
+    config = access.sync.client_config(access.consumer, "reader")
+    assert metadata_answered(config)
+    remove_department(store, AUTHORITY, access.consumer)
+    assert access.sync.apply_owed() == 2
+    assert not metadata_answered(config)
