@@ -104,7 +104,7 @@ def test_a_router_killed_and_one_joining_mid_stream_lose_nothing(
         bus.start("sink")
         routers.start("a")
         routers.start("b")
-        feeder = Feeder(s, changes[200:], chunk=25, pause_s=0.05)
+        feeder = Feeder(s, changes[200:900], chunk=25, pause_s=0.05)
         feeder.start()
         wait_until(lambda: routers.delivered("a") > 150, 90, "router a delivering")
         routers.kill("a")
@@ -113,6 +113,12 @@ def test_a_router_killed_and_one_joining_mid_stream_lose_nothing(
         at_kill = committed_offsets(s, sorted(set(source_partitions)))
         routers.start("c")
         published += feeder.finish()
+        # The feed goes on until the joining router has routed some of it: however slow its
+        # start-up, it shares the partitions with b, so it writes a chain of its own.
+        late = Feeder(s, changes[900:], chunk=5, pause_s=0.25)  # about 30 s
+        late.start()
+        wait_until(lambda: routers.delivered("c") > 0, 180, "router c delivering")
+        published += late.finish(timeout_s=300)
         assert len(published) == EVENTS
         wait_drained(s, 240)
 
