@@ -9,8 +9,6 @@ import pytest
 from services.catalog.catalog_edit import check_schema_fields
 from services.catalog.compatibility import check
 from services.common.catalog import Sensitivity
-from services.common.config_files import file_records
-from services.common.settings import REPO_ROOT
 from services.ingest.adapters.debezium import DebeziumAdapter
 from services.ingest.adapters.debezium_mapping import Incompatible, NewColumns, to_change
 from services.ingest.adapters.debezium_schema_change import (
@@ -20,15 +18,10 @@ from services.ingest.adapters.debezium_schema_change import (
     widen,
 )
 from services.ingest.publisher import Change
+from tests.unit import test_debezium_adapter as base
 from tests.unit.test_debezium_adapter import ADAPTER, debezium, row
 
-DEPLOY = REPO_ROOT / "deploy"
-
-
-@pytest.fixture(scope="module")
-def record():
-    resources, _ = file_records(DEPLOY / "catalog", DEPLOY / "grants", REPO_ROOT / "schemas/avro")
-    return next(r for r in resources if r.resource_id == "samr.enterprise_registration")
+record = base.record  # the samr enterprise resource of deploy/catalog, as a fixture
 
 
 @pytest.mark.parametrize(
