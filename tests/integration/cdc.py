@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,12 @@ from sqlalchemy import create_engine, make_url, select, text
 from services.common.catalog_feed import CatalogRecord
 from services.common.settings import REPO_ROOT
 from services.common.store_tables import resource_tables
+from services.ingest.adapters.connect_rest import ConnectClient
 from services.ingest.adapters.debezium import DebeziumAdapter, connector_name, slot_name
 from services.ingest.adapters.debezium_run import drop_slot
 from services.ingest.adapters.provider_tables import change_sql, table_ddl
 from services.ingest.demo_data import DemoFeed
-from tests.integration.conftest import free_port
+from tests.integration.conftest import Bus, free_port, wait_until
 
 CONNECT_SH = REPO_ROOT / "deploy" / "connect" / "connect.sh"
 
@@ -187,4 +189,84 @@ def drop_provider_database(server_url: str, name: str, adapter: DebeziumAdapter,
     admin.dispose()
 
 
-__all__ = ["connector_name"]
+SOURCE_TABLE = "qydj.enterprise"
+RENAMES = {"credit_code": "uscc"}  # resource field -> source column
+
+
+@dataclass
+class Cdc:
+    bus: Bus
+    table: ProviderTable
+    adapter: DebeziumAdapter
+    worker: ConnectWorker
+    name: str  # of the adapter: its own connector, slot and Connect offsets per test
+
+    def start_adapter(self) -> None:
+        self.bus.processes.start("adapter", self.name)
+
+    def stored(self) -> dict:
+        return store_rows(self.bus.settings.central_store_url, self.table.record)
+
+    def wait_equal(self, timeout_s: float = 240) -> None:
+        def equal() -> bool:
+            self.bus.processes.check_alive()
+            return self.stored() == self.table.rows()
+
+        try:
+            wait_until(equal, timeout_s, "central store equal to the source table")
+        except TimeoutError:
+            source, stored = self.table.rows(), self.stored()
+            missing = [k for k in source if source[k] != stored.get(k)]
+            extra = [k for k in stored if k not in source]
+            raise AssertionError(
+                f"{len(source)} source rows, {len(stored)} stored; differ: {missing[:5]} "
+                f"({len(missing)}), not in source: {extra[:5]} ({len(extra)})\n"
+                + self.bus.processes.log("adapter")[-3000:]
+            ) from None
+
+
+def run_cdc(
+    bus: Bus,
+    record: CatalogRecord,
+    pg_server_url: str,
+    worker: ConnectWorker,
+    adapters_dir: Path,
+    **adapter_extra: object,
+) -> Iterator[Cdc]:
+    """A provider database with the resource's table, the adapter's file, the sink running."""
+    url, database = provider_database(pg_server_url)
+    server = make_url(pg_server_url)
+    name = f"samr-{bus.tag}"
+    adapter = write_adapter_file(
+        adapters_dir,
+        name,
+        {
+            "kind": "debezium",
+            "resource": record.resource_id,
+            "connection": {
+                "host": server.host,
+                "port": server.port,
+                "database": database,
+                "user": server.username,
+            },
+            "table": SOURCE_TABLE,
+            "key": ["uscc"],
+            "renames": {column: field for field, column in RENAMES.items()},
+            **adapter_extra,
+        },
+    )
+    table = ProviderTable(url, SOURCE_TABLE, record, RENAMES)
+    bus.start("sink")
+    yield Cdc(bus, table, adapter, worker, name)
+    table.stop_writing()
+    bus.processes.stop()
+    client = ConnectClient(worker.url)
+    try:
+        client.forget(connector_name(name))
+    finally:
+        client.close()
+        drop_provider_database(pg_server_url, database, adapter, name)
+
+
+def enterprises(resources: list[CatalogRecord]) -> CatalogRecord:
+    return next(r for r in resources if r.resource.code == "enterprise_registration")

@@ -4,61 +4,23 @@ bridge -> gov.<provider>.<resource> -> central store."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import make_url
 
-from services.ingest.adapters.connect_rest import ConnectClient
-from services.ingest.adapters.debezium import DebeziumAdapter, connector_name
 from tests.integration.cdc import (
+    RENAMES,
+    SOURCE_TABLE,
+    Cdc,
     ConnectWorker,
-    ProviderTable,
     connect_worker,  # noqa: F401 - fixture
-    drop_provider_database,
-    provider_database,
-    store_rows,
-    write_adapter_file,
+    enterprises,
+    run_cdc,
 )
-from tests.integration.conftest import Bus, new_bus, wait_until
+from tests.integration.conftest import new_bus, wait_until
 from tests.integration.seed import publish_file_feeds, publish_records
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
-SOURCE_TABLE = "qydj.enterprise"
-RENAMES = {"credit_code": "uscc"}  # resource field -> source column
-
-
-@dataclass
-class Cdc:
-    bus: Bus
-    table: ProviderTable
-    adapter: DebeziumAdapter
-    worker: ConnectWorker
-    name: str  # of the adapter: its own connector, slot and Connect offsets per test
-
-    def start_adapter(self) -> None:
-        self.bus.processes.start("adapter", self.name)
-
-    def stored(self) -> dict:
-        return store_rows(self.bus.settings.central_store_url, self.table.record)
-
-    def wait_equal(self, timeout_s: float = 240) -> None:
-        def equal() -> bool:
-            self.bus.processes.check_alive()
-            return self.stored() == self.table.rows()
-
-        try:
-            wait_until(equal, timeout_s, "central store equal to the source table")
-        except TimeoutError:
-            source, stored = self.table.rows(), self.stored()
-            missing = [k for k in source if source[k] != stored.get(k)]
-            extra = [k for k in stored if k not in source]
-            raise AssertionError(
-                f"{len(source)} source rows, {len(stored)} stored; differ: {missing[:5]} "
-                f"({len(missing)}), not in source: {extra[:5]} ({len(extra)})\n"
-                + self.bus.processes.log("adapter")[-3000:]
-            ) from None
 
 
 @pytest.fixture
@@ -69,8 +31,6 @@ def cdc(
     connect_worker: ConnectWorker,  # noqa: F811
     tmp_path: Path,
 ) -> Iterator[Cdc]:
-    url, database = provider_database(pg_server_url)
-    server = make_url(pg_server_url)
     adapters_dir = tmp_path / "adapters"
     bus = new_bus(
         kafka_bootstrap,
@@ -79,37 +39,9 @@ def cdc(
         adapters_dir=str(adapters_dir),
         connect_port=str(connect_worker.port),
     )
-    name = f"samr-{bus.tag}"
     resources, _ = publish_file_feeds(bus.settings)
-    record = next(r for r in resources if r.resource.code == "enterprise_registration")
-    adapter = write_adapter_file(
-        adapters_dir,
-        name,
-        {
-            "kind": "debezium",
-            "resource": record.resource_id,
-            "connection": {
-                "host": server.host,
-                "port": server.port,
-                "database": database,
-                "user": server.username,
-            },
-            "table": SOURCE_TABLE,
-            "key": ["uscc"],
-            "renames": {column: field for field, column in RENAMES.items()},
-        },
-    )
-    table = ProviderTable(url, SOURCE_TABLE, record, RENAMES)
-    bus.start("sink")
-    yield Cdc(bus, table, adapter, connect_worker, name)
-    table.stop_writing()
-    bus.processes.stop()
-    client = ConnectClient(connect_worker.url)
-    try:
-        client.forget(connector_name(name))
-    finally:
-        client.close()
-        drop_provider_database(pg_server_url, database, adapter, name)
+    record = enterprises(resources)
+    yield from run_cdc(bus, record, pg_server_url, connect_worker, adapters_dir)
 
 
 def test_snapshot_while_writes_go_on_leaves_the_store_equal_to_the_source(cdc: Cdc) -> None:

@@ -20,6 +20,21 @@ IDENT = r"[a-z_][a-z0-9_]*"
 POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
 
 
+def read_secret(key: str, env: str | None, file: Path | None) -> str | None:
+    """A secret from the environment variable ``env`` or the file ``file``; None if neither is
+    given. A variable not set, or a file not readable, stops start-up naming ``key``."""
+    if env:
+        if env not in os.environ:
+            raise ConfigError(f"{key}_env: {env} is not set")
+        return os.environ[env]
+    if file:
+        try:
+            return file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{key}_file: {exc}") from exc
+    return None
+
+
 class Connection(BaseModel):
     """Where the provider database is; the password comes from the environment or a file."""
 
@@ -33,16 +48,8 @@ class Connection(BaseModel):
     password_file: Path | None = None
 
     def password(self) -> str:
-        if self.password_env:
-            if self.password_env not in os.environ:
-                raise ConfigError(f"connection.password_env: {self.password_env} is not set")
-            return os.environ[self.password_env]
-        if self.password_file:
-            try:
-                return self.password_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(f"connection.password_file: {exc}") from exc
-        return ""  # trust authentication (a local throwaway cluster)
+        # "": trust authentication (a local throwaway cluster)
+        return read_secret("connection.password", self.password_env, self.password_file) or ""
 
     def libpq(self) -> dict[str, object]:
         """Keyword arguments of ``psycopg.connect`` for this database."""
@@ -64,6 +71,10 @@ class DebeziumAdapter(AdapterBase):
     renames: dict[str, str] = {}  # source column -> resource field
     columns: list[str] | None = None  # resource fields taken; None: every field of the resource
     heartbeat_ms: int = 10_000
+    # A control-plane API token of a provider user of the resource's department: the adapter
+    # registers a column added to the source table with it. Neither set: GOVBUS_TOKEN.
+    catalog_token_env: str | None = None
+    catalog_token_file: Path | None = None
 
     @field_validator("table")
     @classmethod
@@ -80,6 +91,9 @@ class DebeziumAdapter(AdapterBase):
 
     def field_of(self, column: str) -> str:
         return self.renames.get(column, column)
+
+    def catalog_token(self) -> str | None:
+        return read_secret("catalog_token", self.catalog_token_env, self.catalog_token_file)
 
 
 register_kind("debezium", DebeziumAdapter)

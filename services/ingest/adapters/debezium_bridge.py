@@ -6,12 +6,17 @@ dead letters, Kafka's acknowledgement), and only then commit the offsets. An inc
 source change halts the adapter before that record: the offsets of what went before are
 committed, the consumer leaves its topic, and it comes back from the halting record once the
 resource's catalog record changes.
+
+A record with columns the resource lacks (the table gained them) is held the same way: the
+widener registers the wider resource with the control plane, and the adapter resumes from
+that record once the new catalog record has arrived; a refusal halts it as above.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
@@ -19,7 +24,8 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from services.common.catalog_feed import CatalogRecord
 from services.common.dead_letter import DeadLetter
 from services.ingest.adapters.debezium import DebeziumAdapter
-from services.ingest.adapters.debezium_mapping import Incompatible, to_change
+from services.ingest.adapters.debezium_mapping import Incompatible, NewColumns, to_change
+from services.ingest.adapters.debezium_widen import RETRY_S, ColumnWidener, Unreachable
 from services.ingest.adapters.output import AdapterOutput
 from services.ingest.publisher import STAGE, Change
 from services.ingest.validation import Problem
@@ -31,6 +37,8 @@ log = logging.getLogger("govbus.adapter")
 class Halt:
     reason: Incompatible | str
     record: CatalogRecord | None  # the catalog record the halting change did not fit
+    held: bool = False  # waiting for a catalog change the adapter asked for: no fault
+    retry_at: float | None = None  # monotonic time to try the record again regardless
 
 
 @dataclass
@@ -49,8 +57,10 @@ class DebeziumBridge:
         output: AdapterOutput,
         consumer: Consumer,
         batch_size: int = 1000,
+        widener: ColumnWidener | None = None,
     ) -> None:
         self.adapter = adapter
+        self._widener = widener
         self.topic = topic
         self._output = output
         self._consumer = consumer
@@ -73,11 +83,12 @@ class DebeziumBridge:
         self._output.succeeded()
         if batch.halt is not None:
             self.halted = batch.halt
-            log.error(
-                "adapter for %s halted: %s; it resumes when the catalog record changes",
-                self.adapter.resource,
-                batch.halt.reason,
-            )
+            if not batch.halt.held:
+                log.error(
+                    "adapter for %s halted: %s; it resumes when the catalog record changes",
+                    self.adapter.resource,
+                    batch.halt.reason,
+                )
             self._consumer.unsubscribe()  # back from the committed offset on resume
         return len(batch.changes) + len(batch.letters)
 
@@ -110,7 +121,22 @@ class DebeziumBridge:
         except ValueError as exc:
             return Problem("not_json", str(exc)[:300])
         outcome = to_change(key, value, self.adapter, record.resource, record.value_schema)
+        if isinstance(outcome, NewColumns):
+            return self._widen(outcome, record)
         return Halt(outcome, record) if isinstance(outcome, Incompatible) else outcome
+
+    def _widen(self, added: NewColumns, record: CatalogRecord) -> Halt:
+        """Hold the record while the control plane widens the resource for its new columns."""
+        if self._widener is None:
+            detail = "not in the resource; this bridge does not add columns"
+            return Halt(Incompatible(added.table, ",".join(added.columns), detail), record)
+        outcome = self._widener.widen(added, record)
+        if isinstance(outcome, Incompatible):
+            return Halt(outcome, record)
+        if isinstance(outcome, Unreachable):
+            log.warning("table %s: new columns wait: %s", added.table, outcome.detail)
+            return Halt(outcome.detail, record, held=True, retry_at=time.monotonic() + RETRY_S)
+        return Halt(f"schema version {outcome.schema_version} registered", record, held=True)
 
     def _letter(self, msg: Message, problem: Problem) -> DeadLetter:
         # The record stays on Debezium's topic; the letter references it, with no data of it.
@@ -126,9 +152,14 @@ class DebeziumBridge:
 
     def _retry_halted(self, timeout_s: float) -> None:
         assert self.halted is not None
-        if self._output.publisher.record(self.adapter.resource) == self.halted.record:
+        record = self._output.publisher.record(self.adapter.resource)
+        retry_at = self.halted.retry_at
+        if record == self.halted.record and (retry_at is None or time.monotonic() < retry_at):
             self._consumer.poll(timeout_s)  # nothing assigned: only keeps the client serviced
             return
-        log.info("catalog record of %s changed: the adapter resumes", self.adapter.resource)
+        why = "new catalog record" if record != self.halted.record else "retry"
+        version = record.schema_version if record else None
+        resource = self.adapter.resource
+        log.info("%s of %s at schema version %s: the adapter resumes", why, resource, version)
         self.halted = None
         self._consumer.subscribe([self.topic])

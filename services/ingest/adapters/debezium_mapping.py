@@ -1,9 +1,11 @@
 """One Debezium change record (JSON, no schemas) as a govbus ``Change``. Pure functions.
 
-The outcome is one of three: a ``Change`` to publish; a ``Problem`` (the record is bad:
-it goes to the dead-letter topic); or an ``Incompatible`` schema change of the source
+The outcome is one of four: a ``Change`` to publish; a ``Problem`` (the record is bad:
+it goes to the dead-letter topic); an ``Incompatible`` schema change of the source
 table (a column's type changed, a column went missing, the key changed), which stops the
-adapter before the record, since every later change of the table would be wrong too.
+adapter before the record, since every later change of the table would be wrong too; or
+``NewColumns``: the row has columns the resource lacks, in an adapter that takes every column
+of its table, so the resource is to be widened (``debezium_schema_change``) before the record.
 """
 
 from __future__ import annotations
@@ -33,6 +35,26 @@ class Incompatible:
 
     def __str__(self) -> str:
         return f"table {self.table}, column {self.column}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class NewColumns:
+    """Source columns a change's row has and the resource not: the table gained them."""
+
+    table: str
+    columns: tuple[str, ...]  # source column names, in the row's order
+
+
+def new_columns(
+    rows: list[Mapping[str, Any] | None], adapter: DebeziumAdapter, types: Mapping[str, Any]
+) -> NewColumns | None:
+    """The columns of ``rows`` whose fields the resource lacks, when the adapter takes all of
+    its table's columns; with an explicit ``columns`` list that list decides, and None."""
+    if adapter.columns is not None:
+        return None
+    fresh = (c for row in rows if isinstance(row, Mapping) for c in row)
+    added = {c: None for c in fresh if adapter.field_of(c) not in types}
+    return NewColumns(adapter.table, tuple(added)) if added else None
 
 
 def source_position(source: Mapping[str, Any], key: Mapping[str, Any]) -> str:
@@ -91,7 +113,7 @@ def to_change(
     adapter: DebeziumAdapter,
     entry: CatalogEntry,
     schema: Mapping[str, Any],
-) -> Change | Problem | Incompatible | None:
+) -> Change | Problem | Incompatible | NewColumns | None:
     """The change of one Debezium record; None for a record that carries no change."""
     if value is None:  # a tombstone after a delete (disabled in our connector config)
         return None
@@ -105,6 +127,8 @@ def to_change(
         column = ",".join(sorted(set(key_fields) ^ set(entry.key_fields)))
         return Incompatible(adapter.table, column, f"key {key_fields} != {entry.key_fields}")
     types = _field_types(schema)
+    if added := new_columns([value.get("before"), value.get("after")], adapter, types):
+        return added
     before = map_row(value.get("before"), adapter, entry, types)
     after = map_row(value.get("after"), adapter, entry, types)
     if isinstance(after, Incompatible):

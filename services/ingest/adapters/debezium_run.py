@@ -24,6 +24,7 @@ from services.ingest.adapters.debezium import (
     slot_name,
 )
 from services.ingest.adapters.debezium_bridge import DebeziumBridge
+from services.ingest.adapters.debezium_widen import ColumnWidener
 from services.ingest.adapters.output import AdapterMetrics
 from services.ingest.adapters.process import AdapterProcess
 
@@ -77,14 +78,16 @@ def run_debezium(adapter: DebeziumAdapter, proc: AdapterProcess) -> None:
     topic = change_topic(name, adapter)
     _register(settings, name, adapter, topic)
     consumer = make_consumer(settings, f"govbus-adapter-{name}")
-    bridge = DebeziumBridge(adapter, topic, proc.output, consumer, settings.batch_size)
+    widener = ColumnWidener(name, adapter, settings, proc.metrics)
+    bridge = DebeziumBridge(adapter, topic, proc.output, consumer, settings.batch_size, widener)
     log.info("%s -> %s", topic, adapter.resource)
     watch, connect = SlotWatch(adapter, slot_name(name)), ConnectClient(settings.connect_url)
     next_watch = 0.0
     try:
         while not proc.stopping.is_set():
             bridge.step()
-            proc.metrics.halted.labels(name).set(bridge.halted is not None)
+            halted = bridge.halted is not None and not bridge.halted.held
+            proc.metrics.halted.labels(name).set(halted)
             if time.monotonic() >= next_watch:
                 next_watch = time.monotonic() + WATCH_EVERY_S
                 _watch(name, watch, connect, proc.metrics)

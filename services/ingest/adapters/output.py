@@ -71,6 +71,12 @@ class AdapterMetrics:
             ["adapter"],
             registry=registry,
         )
+        self.columns_added = Counter(
+            "govbus_cdc_columns_added",
+            "Source columns a CDC adapter added to its resource (new schema versions)",
+            ["adapter"],
+            registry=registry,
+        )
 
 
 class NotAcknowledged(RuntimeError):
