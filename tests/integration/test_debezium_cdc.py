@@ -109,7 +109,7 @@ def cdc(
         client.forget(connector_name(name))
     finally:
         client.close()
-        drop_provider_database(pg_server_url, database, adapter, name)
+        drop_provider_database(pg_server_url, database, {name: adapter})
 
 
 def test_snapshot_while_writes_go_on_leaves_the_store_equal_to_the_source(cdc: Cdc) -> None:
