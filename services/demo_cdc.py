@@ -124,6 +124,8 @@ def drain(
                 found.add((msg.topic(), msg.partition(), msg.offset()))
             if txid == last[msg.topic()]:
                 at[msg.topic()] = (msg.topic(), msg.partition(), msg.offset())
+        if end == read:  # nothing new on the change topics yet
+            time.sleep(0.3)
         read = end
         _check(deadline, timeout_s, f"changes not on the change topics: {set(last) - set(at)}")
     admin = AdminClient(settings.kafka_config())
