@@ -123,18 +123,19 @@ stop_running() {
 _run_with_stop() { if [[ $_run_with_started == 1 ]]; then bash "$_run_with_service" stop; fi; }
 
 # run_with SERVICE_SCRIPT COMMAND...: COMMAND with the service up; the service is stopped
-# afterwards if we started it, also on Ctrl-C, so nothing is left running. Ctrl-C reaches the
-# command too: it stops its own children, then the service stops.
+# afterwards if we started it (or tried to), also on Ctrl-C, so nothing is left running.
+# Ctrl-C reaches the command too: it stops its own children, then the service stops.
 run_with() {
   local service="$1"
   shift
   _run_with_service="$service"
   _run_with_started=0
-  if ! bash "$service" status >/dev/null 2>&1; then
-    bash "$service" start || exit 1
-    _run_with_started=1
-  fi
   trap _run_with_stop EXIT
   trap ':' INT TERM
+  if ! bash "$service" status >/dev/null 2>&1; then
+    # Marked before the start: one that fails half-way (not ready in time) is stopped too.
+    _run_with_started=1
+    bash "$service" start || exit 1
+  fi
   "$@"
 }
