@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ from confluent_kafka.admin import AdminClient
 
 from services.bus import start_adapters
 from services.common.catalog_feed import CatalogRecord
+from services.common.kafka_clients import make_consumer
 from services.common.lag import committed_offsets, wait_caught_up
 from services.common.serde import AvroCodec
 from services.common.settings import Settings
@@ -112,22 +114,24 @@ def drain(
     last = {topics[r]: ids[-1] for r, ids in run.txids.items() if r in topics}
     found: set[Position] = set()
     at: dict[str, Position] = {}  # change topic -> the position of its table's last change
-    read = dict(start)
-    while len(at) < len(last):  # Debezium has not yet emitted every table's last change
-        on_tick()
-        end = end_offsets(settings, list(last))
-        for msg in read_range(settings, read, end):
-            source = json.loads(msg.value()).get("source", {}) if msg.value() else {}
-            resource = next(r for r, t in topics.items() if t == msg.topic())
-            txid = source.get("txId")
-            if txid in wanted.get(resource, ()):
-                found.add((msg.topic(), msg.partition(), msg.offset()))
-            if txid == last[msg.topic()]:
-                at[msg.topic()] = (msg.topic(), msg.partition(), msg.offset())
-        if end == read:  # nothing new on the change topics yet
-            time.sleep(0.3)
-        read = end
-        _check(deadline, timeout_s, f"changes not on the change topics: {set(last) - set(at)}")
+    # One reader from the run's start until Debezium has emitted every table's last change.
+    reader = make_consumer(settings, f"govbus-demo-{uuid.uuid4().hex}")
+    reader.assign([TopicPartition(t, p, o) for (t, p), o in start.items() if t in last])
+    try:
+        while len(at) < len(last):
+            on_tick()
+            for msg in reader.consume(500, 0.5):
+                if msg.error() or not msg.value():
+                    continue
+                txid = json.loads(msg.value()).get("source", {}).get("txId")
+                resource = next(r for r, t in topics.items() if t == msg.topic())
+                if txid in wanted.get(resource, ()):
+                    found.add((msg.topic(), msg.partition(), msg.offset()))
+                if txid == last[msg.topic()]:
+                    at[msg.topic()] = (msg.topic(), msg.partition(), msg.offset())
+            _check(deadline, timeout_s, f"changes not on the change topics: {set(last) - set(at)}")
+    finally:
+        reader.close()
     admin = AdminClient(settings.kafka_config())
     groups = {change_topic(n, a): f"govbus-adapter-{n}" for n, a in adapters.items()}
     while not all(_bridged(admin, groups[t], pos) for t, pos in at.items()):
