@@ -54,8 +54,11 @@ cdc-reset: install
 	@for f in deploy/adapters/*.yaml; do grep -q '^kind: debezium' $$f && \
 		$(BIN)/govbus adapter $$(basename $$f .yaml) --remove; done; true
 
+# CDC=1 (the default): the demo's changes go through the provider PostgreSQL and Debezium, and
+# the summary compares the source tables with the central store row by row; CDC=0: direct.
 demo: install
-	@GOVBUS_DEMO_MODE=1 bash deploy/with-broker.sh $(BIN)/govbus demo --events $(EVENTS)
+	@CDC=$(CDC) GOVBUS_DEMO_MODE=1 bash deploy/with-broker.sh bash deploy/with-cdc.sh \
+		$(BIN)/govbus demo --events $(EVENTS)
 
 test: install
 	$(BIN)/pytest -q

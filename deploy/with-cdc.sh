@@ -6,6 +6,8 @@ set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PG="$HERE/postgres/pg.sh"
 CONNECT="$HERE/connect/connect.sh"
+# shellcheck source=deploy/lib.sh
+source "$HERE/lib.sh"
 
 if [[ "${CDC:-1}" == 0 ]]; then
   exec "$@"
@@ -17,12 +19,4 @@ if ! psql "${server/+psycopg/}/postgres" -tAc "SELECT 1 FROM pg_database WHERE d
   psql "${server/+psycopg/}/postgres" -qc "CREATE DATABASE providers" || exit 1
 fi
 export GOVBUS_PROVIDER_DB_URL="$server/providers"
-started=0
-if ! bash "$CONNECT" status >/dev/null 2>&1; then
-  bash "$CONNECT" start || exit 1
-  started=1
-fi
-stop_connect() { if [[ $started == 1 ]]; then bash "$CONNECT" stop; fi; }
-trap stop_connect EXIT
-trap ':' INT TERM
-"$@"
+run_with "$CONNECT" "$@"

@@ -24,18 +24,20 @@ def start_core(settings: Settings, group: ProcessGroup) -> None:
     wait_http(f"http://localhost:{settings.sink_metrics_port}/metrics", 60, group)
 
 
-def start_adapters(settings: Settings, group: ProcessGroup) -> dict[str, AdapterBase]:
-    """One process per adapter file in ``deploy/adapters/`` (checked before any starts). The
-    ``debezium`` ones run with the demo's provider database only (``provider_db_url``, set by
-    deploy/with-cdc.sh with the Connect worker up), after its tables exist: Debezium's
-    publication names them."""
+def start_adapters(
+    settings: Settings, group: ProcessGroup, kinds: tuple[str, ...] | None = None
+) -> dict[str, AdapterBase]:
+    """One process per adapter file in ``deploy/adapters/`` (checked before any starts), of
+    ``kinds`` only when given. The ``debezium`` ones run with the demo's provider database
+    only (``provider_db_url``, set by deploy/with-cdc.sh with the Connect worker up), after
+    its tables exist: Debezium's publication names them."""
     from services.ingest.adapters.command import configured_adapters
 
     cdc = bool(settings.provider_db_url)
     adapters = {
         name: adapter
         for name, adapter in sorted(configured_adapters(settings).items())
-        if cdc or adapter.kind != "debezium"
+        if (cdc or adapter.kind != "debezium") and (kinds is None or adapter.kind in kinds)
     }
     if cdc:
         from services.ingest.sql_feed import create_demo_tables

@@ -30,84 +30,52 @@ PIDFILE="$DATA/connect.pid"
 PROPS="$DATA/worker.properties"
 LOG_DIR="$DATA/logs"
 OUTFILE="$DATA/connect.out"
-STAMP="$LIBS/.govbus-stamp"
 
-log() { echo "connect.sh: $*" >&2; }
-die() { log "$*"; exit 1; }
+# shellcheck source=deploy/lib.sh
+source "$REPO/deploy/lib.sh"
 
-[[ "$PORT" =~ ^[0-9]+$ ]] || die "GOVBUS_CONNECT_PORT must be a port number, got '$PORT'"
+require_port GOVBUS_CONNECT_PORT "$PORT"
 
 python_bin() {
   if [[ -x "$REPO/.venv/bin/python" ]]; then echo "$REPO/.venv/bin/python"; else echo python3; fi
 }
 
 stamp_text() { echo "connect pom-sha256 $(sha256sum "$POM" | cut -d' ' -f1)"; }
-fetched() { [[ -f "$STAMP" && "$(cat "$STAMP")" == "$(stamp_text)" ]]; }
+fetched() { jars_fetched "$LIBS" "$(stamp_text)"; }
+jars_missing() {
+  ls "$1"/connect-runtime-*.jar "$1"/debezium-connector-postgres-*.jar >/dev/null 2>&1 ||
+    echo "connect-runtime or the Debezium connector is missing"
+}
 
 cmd_fetch() {
   fetched && return 0
   command -v java >/dev/null 2>&1 || die "java not found: apt-get install openjdk-17-jre-headless"
   command -v mvn >/dev/null 2>&1 || die "mvn not found; it fetches the Connect jars: apt-get install maven"
-  mkdir -p "$(dirname "$LIBS")"
-  (
-    if command -v flock >/dev/null 2>&1; then flock 9; fi
-    if fetched; then exit 0; fi
-    log "fetching Kafka Connect and Debezium jars from Maven Central into $LIBS"
-    t0=$SECONDS
-    tmp="$LIBS.tmp.$$"
-    rm -rf "$tmp"
-    if ! mvn -B -q -f "$POM" dependency:copy-dependencies -DoutputDirectory="$tmp" >"$tmp.log" 2>&1; then
-      cat "$tmp.log" >&2
-      rm -rf "$tmp" "$tmp.log"
-      die "mvn could not fetch the Connect jars (see above)"
-    fi
-    rm -f "$tmp.log"
-    ls "$tmp"/connect-runtime-*.jar "$tmp"/debezium-connector-postgres-*.jar >/dev/null 2>&1 ||
-      { rm -rf "$tmp"; die "fetch finished but connect-runtime or the Debezium connector is missing"; }
-    stamp_text >"$tmp/.govbus-stamp"
-    rm -rf "$LIBS"
-    mv "$tmp" "$LIBS"
-    log "fetched $(find "$LIBS" -name '*.jar' | wc -l) jars in $((SECONDS - t0)) s"
-  ) 9>"$LIBS.lock"
+  fetch_jars "$POM" "$LIBS" "$(stamp_text)" "Kafka Connect and Debezium" Connect jars_missing
 }
 
-running_pid() {
-  [[ -f "$PIDFILE" ]] || return 0
-  local pid
-  pid="$(cat "$PIDFILE" 2>/dev/null || true)"
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 0
-  kill -0 "$pid" 2>/dev/null || return 0
-  if [[ -r "/proc/$pid/cmdline" ]] && ! tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q ConnectDistributed; then
-    return 0
-  fi
-  echo "$pid"
-}
+worker_pid() { running_pid "$PIDFILE" ConnectDistributed; }
 
 # Ready = the REST API answers and the worker has joined its group (/connectors answers 200).
 ready() { curl -fsS -m 2 "http://$HOST:$PORT/connectors" >/dev/null 2>&1; }
 
 cmd_wait() {
-  local deadline=$((SECONDS + WAIT_S))
-  until ready; do
-    if [[ -f "$PIDFILE" && -z "$(running_pid)" ]]; then
-      log "worker exited; last lines of $OUTFILE:"
-      tail -n 30 "$OUTFILE" "$LOG_DIR/server.log" >&2 || true
-      rm -f "$PIDFILE"
-      exit 1
-    fi
-    if ((SECONDS >= deadline)); then
-      log "REST API not ready at $HOST:$PORT after ${WAIT_S} s; last lines of $OUTFILE:"
-      tail -n 30 "$OUTFILE" "$LOG_DIR/server.log" >&2 || true
-      exit 1
-    fi
-    sleep 0.5
-  done
-  log "ready at http://$HOST:$PORT"
+  local rc=0
+  await_ready ready "$PIDFILE" ConnectDistributed "$WAIT_S" || rc=$?
+  case $rc in
+    0) log "ready at http://$HOST:$PORT" ;;
+    1) log "worker exited; last lines of $OUTFILE:" ;;
+    *) log "REST API not ready at $HOST:$PORT after ${WAIT_S} s; last lines of $OUTFILE:" ;;
+  esac
+  if ((rc != 0)); then
+    tail -n 30 "$OUTFILE" "$LOG_DIR/server.log" >&2 || true
+    exit 1
+  fi
 }
 
 cmd_start() {
   local pid
-  pid="$(running_pid)"
+  pid="$(worker_pid)"
   if [[ -n "$pid" ]]; then
     log "already running (pid $pid)"
     cmd_wait
@@ -115,53 +83,26 @@ cmd_start() {
   fi
   rm -f "$PIDFILE"
   cmd_fetch
-  (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null && die "$HOST:$PORT is in use; pick GOVBUS_CONNECT_PORT"
+  port_open "$HOST" "$PORT" && die "$HOST:$PORT is in use; pick GOVBUS_CONNECT_PORT"
   mkdir -p "$DATA" "$LOG_DIR"
   (cd "$REPO" && GOVBUS_CONNECT_HOST="$HOST" GOVBUS_CONNECT_PORT="$PORT" \
     "$(python_bin)" -m services.ingest.adapters.connect_worker "$PROPS") ||
     die "could not render $PROPS from the settings"
   read -r -a HEAP <<<"$HEAP_OPTS"
   log "starting the Connect worker at http://$HOST:$PORT (data $DATA)"
-  local launcher=()
-  command -v setsid >/dev/null 2>&1 && launcher=(setsid)
-  # shellcheck disable=SC2016  # $$ and $@ belong to the inner shell
-  nohup "${launcher[@]}" bash -c 'echo $$ >"$0"; cd "${0%/*}"; exec "$@"' "$PIDFILE" \
+  start_detached "$PIDFILE" "$OUTFILE" \
     java "${HEAP[@]}" -XX:+UseG1GC -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$LOG4J_CONF" -Dkafka.logs.dir="$LOG_DIR" \
-    -cp "$LIBS/*" org.apache.kafka.connect.cli.ConnectDistributed "$PROPS" \
-    >"$OUTFILE" 2>&1 </dev/null &
-  local deadline=$((SECONDS + 10))
-  until [[ -s "$PIDFILE" ]]; do
-    ((SECONDS < deadline)) || die "launcher did not write $PIDFILE"
-    sleep 0.1
-  done
+    -cp "$LIBS/*" org.apache.kafka.connect.cli.ConnectDistributed "$PROPS" ||
+    die "launcher did not write $PIDFILE"
   cmd_wait
 }
 
-cmd_stop() {
-  local pid
-  pid="$(running_pid)"
-  if [[ -z "$pid" ]]; then
-    rm -f "$PIDFILE"
-    return 0
-  fi
-  log "stopping pid $pid"
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + 30))
-  while kill -0 "$pid" 2>/dev/null; do
-    if ((SECONDS >= deadline)); then
-      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-      break
-    fi
-    sleep 0.2
-  done
-  rm -f "$PIDFILE"
-  log "stopped"
-}
+cmd_stop() { stop_running "$PIDFILE" ConnectDistributed || true; }
 
 cmd_status() {
   local pid
-  pid="$(running_pid)"
+  pid="$(worker_pid)"
   if [[ -z "$pid" ]]; then
     echo "connect: not running ($DATA)"
     return 1

@@ -31,6 +31,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 POM="$HERE/pom.xml"
 LOG4J_CONF="$HERE/log4j2.properties"
+# shellcheck source=deploy/lib.sh
+source "$REPO/deploy/lib.sh"
 
 BOOTSTRAP="${GOVBUS_KAFKA_BOOTSTRAP:-localhost:9092}"
 DATA="${GOVBUS_KAFKA_DIR:-$REPO/.govbus/kafka}"
@@ -48,22 +50,22 @@ case "$SECURITY_PROTOCOL" in
   SASL_PLAINTEXT) ;;
   SASL_SSL)
     [[ -n "${GOVBUS_KAFKA_SSL_KEYSTORE_LOCATION:-}" ]] ||
-      { echo "kafka.sh: GOVBUS_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs GOVBUS_KAFKA_SSL_KEYSTORE_LOCATION" >&2; exit 2; }
+      { log "GOVBUS_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs GOVBUS_KAFKA_SSL_KEYSTORE_LOCATION"; exit 2; }
     ;;
   *)
-    echo "kafka.sh: GOVBUS_KAFKA_SECURITY_PROTOCOL must be SASL_PLAINTEXT or SASL_SSL, got '$SECURITY_PROTOCOL'" >&2
+    log "GOVBUS_KAFKA_SECURITY_PROTOCOL must be SASL_PLAINTEXT or SASL_SSL, got '$SECURITY_PROTOCOL'"
     exit 2
     ;;
 esac
 if [[ ! "$SERVICE_USER" =~ ^[A-Za-z0-9_.-]+$ ]]; then
-  echo "kafka.sh: GOVBUS_KAFKA_USERNAME must be letters, digits, '_', '.', '-', got '$SERVICE_USER'" >&2
+  log "GOVBUS_KAFKA_USERNAME must be letters, digits, '_', '.', '-', got '$SERVICE_USER'"
   exit 2
 fi
 
 HOST="${BOOTSTRAP%:*}"
 PORT="${BOOTSTRAP##*:}"
 if [[ "$HOST" == "$BOOTSTRAP" || ! "$PORT" =~ ^[0-9]+$ ]]; then
-  echo "kafka.sh: GOVBUS_KAFKA_BOOTSTRAP must be host:port, got '$BOOTSTRAP'" >&2
+  log "GOVBUS_KAFKA_BOOTSTRAP must be host:port, got '$BOOTSTRAP'"
   exit 2
 fi
 CONTROLLER_PORT=$((PORT + 1))
@@ -77,7 +79,6 @@ CLUSTER_ID_FILE="$DATA/cluster.id"
 CONTROLLER_PASSWORD_FILE="$DATA/controller.password"
 # Written at format time: which service password the metadata's SCRAM credential was made from.
 SCRAM_STAMP="$DATA/scram.sha256"
-STAMP="$LIBS/.govbus-stamp"
 
 read -r -a HEAP <<<"$HEAP_OPTS"
 # Kafka's own kafka-run-class.sh JVM flags (minus JMX and GC logging); die on OOM rather than limp.
@@ -87,9 +88,6 @@ JAVA=(java "${HEAP[@]}" -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20
 PY=""  # python used by the readiness probe; set by pick_python
 
 KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM" | head -n1)"
-
-log() { echo "kafka.sh: $*" >&2; }
-die() { log "$*"; exit 1; }
 
 need_java() {
   command -v java >/dev/null 2>&1 || die "java not found. Kafka $KAFKA_VERSION needs Java 17+: apt-get install openjdk-17-jre-headless (or any JDK 17+ on PATH)"
@@ -108,7 +106,10 @@ need_mvn() {
 # (new Kafka or log4j version) invalidates the cache.
 stamp_text() { echo "kafka_2.13 $KAFKA_VERSION pom-sha256 $(sha256sum "$POM" | cut -d' ' -f1)"; }
 
-fetched() { [[ -f "$STAMP" && "$(cat "$STAMP")" == "$(stamp_text)" ]]; }
+fetched() { jars_fetched "$LIBS" "$(stamp_text)"; }
+jars_missing() {
+  [[ -f "$1/kafka_2.13-$KAFKA_VERSION.jar" ]] || echo "kafka_2.13-$KAFKA_VERSION.jar is missing"
+}
 
 cmd_fetch() {
   if fetched; then
@@ -116,48 +117,10 @@ cmd_fetch() {
   fi
   need_java
   need_mvn
-  mkdir -p "$(dirname "$LIBS")"
-  # Two starts racing (make run + tests) must not fetch into the same dir at once;
-  # the lock lives in a subshell so the broker never inherits it.
-  (
-    if command -v flock >/dev/null 2>&1; then flock 9; fi
-    if fetched; then exit 0; fi
-    log "fetching Kafka $KAFKA_VERSION jars from Maven Central into $LIBS"
-    t0=$SECONDS
-    tmp="$LIBS.tmp.$$"
-    rm -rf "$tmp"
-    # Fetch beside the cache and swap in whole, so an interrupted fetch never looks complete.
-    # mvn -q still prints colour codes on stdout: keep its output for failures only.
-    if ! mvn -B -q -f "$POM" dependency:copy-dependencies -DoutputDirectory="$tmp" >"$tmp.log" 2>&1; then
-      cat "$tmp.log" >&2
-      rm -rf "$tmp" "$tmp.log"
-      die "mvn could not fetch the Kafka jars (see above)"
-    fi
-    rm -f "$tmp.log"
-    if [[ ! -f "$tmp/kafka_2.13-$KAFKA_VERSION.jar" ]]; then
-      rm -rf "$tmp"
-      die "fetch finished but kafka_2.13-$KAFKA_VERSION.jar is missing"
-    fi
-    stamp_text >"$tmp/.govbus-stamp"
-    rm -rf "$LIBS"
-    mv "$tmp" "$LIBS"
-    log "fetched $(find "$LIBS" -name '*.jar' | wc -l) jars in $((SECONDS - t0)) s"
-  ) 9>"$LIBS.lock"
+  fetch_jars "$POM" "$LIBS" "$(stamp_text)" "Kafka $KAFKA_VERSION" Kafka jars_missing
 }
 
-# pid of our running broker, or nothing. Checks the command line too, so a
-# stale pid file whose pid was reused by another process reads as not running.
-running_pid() {
-  [[ -f "$PIDFILE" ]] || return 0
-  local pid
-  pid="$(cat "$PIDFILE" 2>/dev/null || true)"
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 0
-  kill -0 "$pid" 2>/dev/null || return 0
-  if [[ -r "/proc/$pid/cmdline" ]] && ! tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "kafka.Kafka"; then
-    return 0
-  fi
-  echo "$pid"
-}
+broker_pid() { running_pid "$PIDFILE" kafka.Kafka; }
 
 # A new random password in file $1, created private: umask 077 before the file exists, and
 # linked into place whole, so a racing start never reads half a password.
@@ -283,8 +246,6 @@ format_storage() {
   echo "$digest" >"$SCRAM_STAMP"
 }
 
-port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
-
 pick_python() {
   local py
   for py in "$REPO/.venv/bin/python" python3; do
@@ -334,34 +295,25 @@ show_log_tail() {
   done
 }
 
+probe_ready() { probe 2; }
+
 cmd_wait() {
   PY="$(pick_python)"
   [[ -n "$PY" ]] || log "no python with confluent_kafka; readiness falls back to a TCP check"
-  local deadline=$((SECONDS + WAIT_S))
-  while true; do
-    if probe 2; then
-      log "ready at $BOOTSTRAP"
-      return 0
-    fi
-    # A broker that died (port taken, bad config) will not become ready: fail now.
-    if [[ -f "$PIDFILE" && -z "$(running_pid)" ]]; then
-      log "broker process exited"
-      show_log_tail
-      rm -f "$PIDFILE"
-      exit 1
-    fi
-    if ((SECONDS >= deadline)); then
-      log "not ready at $BOOTSTRAP after ${WAIT_S} s"
-      show_log_tail
-      exit 1
-    fi
-    sleep 0.5
-  done
+  local rc=0
+  await_ready probe_ready "$PIDFILE" kafka.Kafka "$WAIT_S" || rc=$?
+  case $rc in
+    0) log "ready at $BOOTSTRAP"; return 0 ;;
+    1) log "broker process exited" ;;
+    *) log "not ready at $BOOTSTRAP after ${WAIT_S} s" ;;
+  esac
+  show_log_tail
+  exit 1
 }
 
 cmd_start() {
   local pid
-  pid="$(running_pid)"
+  pid="$(broker_pid)"
   if [[ -n "$pid" ]]; then
     log "already running (pid $pid, $BOOTSTRAP, $DATA)"
     cmd_wait
@@ -376,50 +328,20 @@ cmd_start() {
   render_props
   format_storage
   log "starting Kafka $KAFKA_VERSION at $BOOTSTRAP (data $DATA)"
-  # Own session/process group so stop can signal the whole tree, and so the
-  # broker outlives this shell. The inner shell records its pid, moves to the
-  # data dir (where a JVM crash file would land), then execs java.
-  local launcher=()
-  command -v setsid >/dev/null 2>&1 && launcher=(setsid)
-  # shellcheck disable=SC2016  # $$ and $@ belong to the inner shell
-  nohup "${launcher[@]}" bash -c 'echo $$ >"$0"; cd "${0%/*}"; exec "$@"' "$PIDFILE" \
+  start_detached "$PIDFILE" "$OUTFILE" \
     "${JAVA[@]}" -Dlog4j2.configurationFile="$LOG4J_CONF" -Dkafka.logs.dir="$LOG_DIR" \
-    -cp "$LIBS/*" kafka.Kafka "$PROPS" >"$OUTFILE" 2>&1 </dev/null &
-  local deadline=$((SECONDS + 10))
-  until [[ -s "$PIDFILE" ]]; do
-    ((SECONDS < deadline)) || die "broker launcher did not write $PIDFILE"
-    sleep 0.1
-  done
+    -cp "$LIBS/*" kafka.Kafka "$PROPS" ||
+    die "broker launcher did not write $PIDFILE"
   cmd_wait
 }
 
 cmd_stop() {
-  local pid
-  pid="$(running_pid)"
-  if [[ -z "$pid" ]]; then
-    log "not running ($DATA)"
-    rm -f "$PIDFILE"
-    return 0
-  fi
-  log "stopping pid $pid"
-  # Negative pid = the process group (set up by setsid); plain pid as fallback.
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + 30))
-  while kill -0 "$pid" 2>/dev/null; do
-    if ((SECONDS >= deadline)); then
-      log "still alive after 30 s: SIGKILL"
-      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-      break
-    fi
-    sleep 0.2
-  done
-  rm -f "$PIDFILE"
-  log "stopped"
+  stop_running "$PIDFILE" kafka.Kafka "still alive after 30 s: SIGKILL" || log "not running ($DATA)"
 }
 
 cmd_status() {
   local pid
-  pid="$(running_pid)"
+  pid="$(broker_pid)"
   if [[ -z "$pid" ]]; then
     echo "kafka: not running (bootstrap $BOOTSTRAP, data $DATA)"
     return 1

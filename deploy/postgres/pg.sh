@@ -29,10 +29,10 @@ DATA="$DIR/data"
 LOGFILE="$DIR/postgres.log"
 DB="govbus"
 
-log() { echo "pg.sh: $*" >&2; }
-die() { log "$*"; exit 1; }
+# shellcheck source=deploy/lib.sh
+source "$REPO/deploy/lib.sh"
 
-[[ "$PORT" =~ ^[0-9]+$ ]] || die "GOVBUS_PG_PORT must be a port number, got '$PORT'"
+require_port GOVBUS_PG_PORT "$PORT"
 
 bindir() {
   local found

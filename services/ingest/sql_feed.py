@@ -22,7 +22,7 @@ from services.common.feed import read_feed
 from services.common.settings import Settings
 from services.common.topics import CATALOG
 from services.ingest.adapters.provider_tables import change_sql, table_ddl
-from services.ingest.demo_data import RESOURCES, DemoFeed
+from services.ingest.demo_data import RESOURCES, Change, DemoFeed
 
 log = logging.getLogger("govbus.ingest")
 
@@ -39,6 +39,19 @@ def create_tables(conn: psycopg.Connection, records: Iterable[CatalogRecord]) ->
             conn.execute(statement)
 
 
+def write_change(
+    conn: psycopg.Connection, records: dict[str, CatalogRecord], change: Change
+) -> int | None:
+    """One change as its own transaction; its transaction id as Debezium's records carry it
+    (``source.txId``: the 32-bit xid, without the epoch), None when it changed no row."""
+    keys = records[change.resource].resource.key_fields
+    sql, params = change_sql(
+        source_table(change.resource), change.op, change.before, change.after, keys
+    )
+    row = conn.execute(f"{sql} RETURNING pg_current_xact_id()::text", params).fetchone()
+    return None if row is None else int(row[0]) % 2**32
+
+
 def write_feed(
     conn: psycopg.Connection,
     records: dict[str, CatalogRecord],
@@ -50,12 +63,7 @@ def write_feed(
     """Write ``events`` changes (None: forever) at ``rate`` per second, one transaction each."""
     started, sent = time.monotonic(), 0
     while (events is None or sent < events) and not should_stop():
-        change = feed.next_change()
-        keys = records[change.resource].resource.key_fields
-        sql, params = change_sql(
-            source_table(change.resource), change.op, change.before, change.after, keys
-        )
-        conn.execute(sql, params)
+        write_change(conn, records, feed.next_change())
         sent += 1
         if rate:
             ahead = sent / rate - (time.monotonic() - started)

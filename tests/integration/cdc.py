@@ -16,11 +16,11 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from sqlalchemy import create_engine, make_url, select, text
+from sqlalchemy import create_engine, make_url, text
 
+from services import demo_rows
 from services.common.catalog_feed import CatalogRecord
 from services.common.settings import REPO_ROOT
-from services.common.store_tables import resource_tables
 from services.ingest.adapters.connect_rest import ConnectClient
 from services.ingest.adapters.debezium import DebeziumAdapter, connector_name, slot_name
 from services.ingest.adapters.debezium_run import drop_slot
@@ -146,21 +146,7 @@ class ProviderTable:
 
 def store_rows(store_url: str, record: CatalogRecord) -> dict[str, dict[str, Any]]:
     """Live rows of the resource in the central store, keyed like ``ProviderTable.rows``."""
-    tables = resource_tables(record)
-    fields = [f["name"] for f in record.value_schema["fields"]]
-    key = record.resource.key_fields[0]
-    engine = create_engine(store_url)
-    try:
-        with engine.connect() as conn:
-            table = tables.current
-            rows = conn.execute(
-                select(*[table.c[f] for f in fields]).where(table.c["_deleted"].is_(False))
-            ).mappings()
-            return {r[key]: dict(r) for r in rows}
-    except Exception:  # the sink has not created the table yet
-        return {}
-    finally:
-        engine.dispose()
+    return {key[0]: row for key, row in demo_rows.store_rows(store_url, record).items()}
 
 
 def write_adapter_file(directory: Path, name: str, adapter: dict[str, Any]) -> DebeziumAdapter:
@@ -180,9 +166,11 @@ def provider_database(server_url: str) -> tuple[str, str]:
     return url.render_as_string(hide_password=False), name
 
 
-def drop_provider_database(server_url: str, name: str, adapter: DebeziumAdapter, adapter_name: str):
-    """Remove what the adapter left at the source (slot, publication), then the database."""
-    drop_slot(adapter, slot_name(adapter_name), deadline_s=60)
+def drop_provider_database(server_url: str, name: str, adapters: dict[str, DebeziumAdapter]):
+    """Remove what the adapters (by name) left at the source (slot, publication), then the
+    database."""
+    for adapter_name, adapter in adapters.items():
+        drop_slot(adapter, slot_name(adapter_name), deadline_s=60)
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -265,7 +253,7 @@ def run_cdc(
         client.forget(connector_name(name))
     finally:
         client.close()
-        drop_provider_database(pg_server_url, database, adapter, name)
+        drop_provider_database(pg_server_url, database, {name: adapter})
 
 
 def enterprises(resources: list[CatalogRecord]) -> CatalogRecord:

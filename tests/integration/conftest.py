@@ -103,6 +103,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def command_env(bootstrap: str, data_dir: Path, tag: str, **extra: str) -> dict[str, str]:
+    """The environment of a `govbus` command a test runs: its own registry port, data dir,
+    consumer groups and metrics ports, demo mode on (as `make` sets it); ``extra``: more
+    GOVBUS_ variables."""
+    registry_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVBUS_")}
+    env.update(
+        {
+            "GOVBUS_KAFKA_BOOTSTRAP": bootstrap,
+            "GOVBUS_REGISTRY_PORT": str(registry_port),
+            "GOVBUS_REGISTRY_URL": f"http://127.0.0.1:{registry_port}",
+            "GOVBUS_DATA_DIR": str(data_dir),
+            "GOVBUS_ROUTER_GROUP": f"router-{tag}",
+            "GOVBUS_SINK_GROUP": f"sink-{tag}",
+            "GOVBUS_ROUTER_METRICS_PORT": str(free_port()),
+            "GOVBUS_SINK_METRICS_PORT": str(free_port()),
+            "GOVBUS_INGEST_METRICS_PORT": str(free_port()),
+            "GOVBUS_LAG_METRICS_PORT": str(free_port()),
+            "GOVBUS_DEMO_MODE": "1",
+            **extra,
+        }
+    )
+    return env
+
+
 def _tagged_config(tag: str, target: Path) -> None:
     """Copy deploy/catalog and deploy/grants with every department code suffixed by the tag."""
     src = REPO_ROOT / "deploy"

@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 from services.common.settings import REPO_ROOT
-from tests.integration.conftest import free_port
+from tests.integration.conftest import command_env
 
 
 def _processes_with(marker: str) -> list[int]:
@@ -29,23 +29,7 @@ def _processes_with(marker: str) -> list[int]:
 
 def test_run_shows_progress_and_ctrl_c_stops_every_process(kafka_bootstrap, tmp_path):
     marker = f"govbus-run-test-{uuid.uuid4().hex}"
-    registry_port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVBUS_")}
-    env.update(
-        {
-            "GOVBUS_KAFKA_BOOTSTRAP": kafka_bootstrap,
-            "GOVBUS_REGISTRY_PORT": str(registry_port),
-            "GOVBUS_REGISTRY_URL": f"http://127.0.0.1:{registry_port}",
-            "GOVBUS_DATA_DIR": str(tmp_path / marker),
-            "GOVBUS_ROUTER_GROUP": f"router-{marker}",
-            "GOVBUS_SINK_GROUP": f"sink-{marker}",
-            "GOVBUS_ROUTER_METRICS_PORT": str(free_port()),
-            "GOVBUS_SINK_METRICS_PORT": str(free_port()),
-            "GOVBUS_INGEST_METRICS_PORT": str(free_port()),
-            "GOVBUS_LAG_METRICS_PORT": str(free_port()),
-            "GOVBUS_DEMO_MODE": "1",  # as `make run` sets it
-        }
-    )
+    env = command_env(kafka_bootstrap, tmp_path / marker, marker)
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "run", "--rate", "100"],
         env=env,
