@@ -38,6 +38,7 @@ from services.common.private_files import write_private
 from services.common.settings import Settings, load_service_settings
 from services.common.topics import GRANTS
 from services.hall.app import create_hall_app
+from services.hall.deliveries import DeliveryCounter
 
 log = logging.getLogger("govbus.catalog")
 EXPIRY_SWEEP_S = 30.0
@@ -110,6 +111,7 @@ def build_catalog_app(
             relay,
             settings.hall_secure_cookie,
             settings.hall_session_idle_hours * 3600,
+            DeliveryCounter(settings),
         ),
     )
     return app, ingest

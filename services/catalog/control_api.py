@@ -35,7 +35,6 @@ from services.catalog.workflow import (
     NotFound,
     Role,
     WorkflowError,
-    new_case,
     overdue,
     visible_to,
 )
@@ -232,10 +231,7 @@ def create_control_app(
         """Dry run of a request on sample records: nothing is stored or published. Pseudonyms
         come from a key made for this call, so they match no delivery."""
         previews.take(actor.user)
-        entry = plane.resource(body.request.resource).entry
-        now = dt.datetime.now(dt.UTC)
-        case = new_case(body.request, entry, actor, "preview", now, plane.calendar)
-        return plane.preview(case.grant, body.samples)
+        return plane.preview_request(actor, body.request, body.samples)
 
     @app.get("/grants/{grant_id}", response_model_exclude_none=True)
     def grant(grant_id: str, actor: Who, plane: Plane) -> Case:

@@ -21,8 +21,9 @@ from services.catalog.control_plane import ControlPlane
 from services.catalog.outbox_relay import OutboxRelay
 from services.catalog.preview_limit import PreviewLimiter, TooManyPreviews
 from services.catalog.workflow import WorkflowError
-from services.hall import catalog_pages, login_pages
+from services.hall import catalog_pages, grant_pages, inbox_pages, login_pages, request_pages
 from services.hall.csrf import CsrfRefused
+from services.hall.deliveries import DeliveryCounter
 from services.hall.pages import (
     TEMPLATES,
     Hall,
@@ -39,6 +40,9 @@ STATIC = Path(__file__).parent / "static"
 PAGE_ROUTERS: list[APIRouter] = [
     login_pages.router,
     catalog_pages.router,
+    request_pages.router,
+    grant_pages.router,
+    inbox_pages.router,
 ]
 
 
@@ -48,13 +52,13 @@ def create_hall_app(
     relay: OutboxRelay | None = None,
     secure_cookie: bool = False,
     session_idle_s: float = 8 * 3600,
+    deliveries: DeliveryCounter | None = None,
     routers: Iterable[APIRouter] = (),
 ) -> FastAPI:
     app = FastAPI(title="govbus data hall", docs_url=None, redoc_url=None, openapi_url=None)
     templates = Jinja2Templates(directory=str(TEMPLATES))
-    app.state.hall = Hall(
-        plane, SessionStore(session_idle_s), previews, relay, secure_cookie, templates
-    )
+    sessions = SessionStore(session_idle_s)
+    app.state.hall = Hall(plane, sessions, previews, relay, secure_cookie, templates, deliveries)
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for router in [*PAGE_ROUTERS, *routers]:

@@ -22,6 +22,7 @@ from services.catalog.preview_limit import PreviewLimiter
 from services.catalog.users import Unauthenticated, token_actor
 from services.catalog.workflow import Actor
 from services.hall import csrf
+from services.hall.deliveries import DeliveryCounter
 from services.hall.i18n import translator
 from services.hall.nav import nav_for
 from services.hall.sessions import COOKIE, Session, SessionStore
@@ -37,6 +38,7 @@ class Hall:
     relay: OutboxRelay | None
     secure_cookie: bool
     templates: Jinja2Templates
+    deliveries: DeliveryCounter | None = None  # None: counts unknown (no Kafka at hand)
 
 
 class NeedLogin(Exception):

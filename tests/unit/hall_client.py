@@ -32,9 +32,11 @@ USERS = (
 class HallWorld:
     """One control plane with the demo catalog, its users' tokens, and the hall on /hall."""
 
-    def __init__(self, preview_rate: str = "20/minute") -> None:
+    def __init__(self, preview_rate: str = "20/minute", clock=None) -> None:
         store = ControlStore("sqlite://")
-        self.plane = ControlPlane(store, SchemaRegistryStore("sqlite://"), Calendar(), SCHEMAS)
+        registry = SchemaRegistryStore("sqlite://")
+        when = {"clock": clock} if clock else {}
+        self.plane = ControlPlane(store, registry, Calendar(), SCHEMAS, **when)
         deploy = REPO_ROOT / "deploy"
         self.plane.import_folder(SYSTEM, deploy / "catalog", deploy / "grants", SCHEMAS)
         self.tokens = {"admin": bootstrap_authority(store, None) or ""}
