@@ -37,6 +37,7 @@ from services.common.feed import read_feed
 from services.common.private_files import write_private
 from services.common.settings import Settings, load_service_settings
 from services.common.topics import GRANTS
+from services.hall import PREFIX as HALL_PREFIX
 from services.hall.app import create_hall_app
 from services.hall.deliveries import DeliveryCounter
 
@@ -104,7 +105,7 @@ def build_catalog_app(
     control.include_router(departments_router(accounts))
     app.mount("/api", control)
     app.mount(
-        "/hall",
+        HALL_PREFIX,
         create_hall_app(
             plane,
             control.state.previews,

@@ -24,6 +24,7 @@ from services.catalog.workflow import WorkflowError
 from services.hall import catalog_pages, grant_pages, inbox_pages, login_pages, request_pages
 from services.hall.csrf import CsrfRefused
 from services.hall.deliveries import DeliveryCounter
+from services.hall.listing import ResourceCache
 from services.hall.pages import (
     TEMPLATES,
     Hall,
@@ -58,7 +59,16 @@ def create_hall_app(
     app = FastAPI(title="govbus data hall", docs_url=None, redoc_url=None, openapi_url=None)
     templates = Jinja2Templates(directory=str(TEMPLATES))
     sessions = SessionStore(session_idle_s)
-    app.state.hall = Hall(plane, sessions, previews, relay, secure_cookie, templates, deliveries)
+    app.state.hall = Hall(
+        plane,
+        sessions,
+        previews,
+        relay,
+        secure_cookie,
+        templates,
+        ResourceCache(plane.store),
+        deliveries,
+    )
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for router in [*PAGE_ROUTERS, *routers]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from services.catalog.workflow import default_masking, visible_to
@@ -11,6 +13,7 @@ from services.hall.catalog_view import Search, schema_history, search
 from services.hall.pages import HallDep, Who, page
 
 router = APIRouter()
+PAGE_SIZE = 100
 
 
 @router.get("/catalog")
@@ -22,15 +25,20 @@ def catalog(
     provider: str = "",
     category: str = "",
     share_type: str = "",
+    page_no: Annotated[int, Query(alias="page", ge=1, le=10_000)] = 1,
 ) -> Response:
     query = Search(q[:200], provider[:64], category[:20], share_type[:20])
-    found = search(hall.plane.store.resources(), query)
+    found = search(hall.resources.resources(), query)
+    start = (page_no - 1) * PAGE_SIZE
     return page(
         request,
         viewer,
         "catalog.html",
         query=query,
-        resources=found,
+        resources=found[start : start + PAGE_SIZE],
+        found=len(found),
+        page_no=page_no,
+        pages=max(1, -(-len(found) // PAGE_SIZE)),
         departments=hall.plane.store.departments(),
         share_types=[s.value for s in ShareType],
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from starlette.responses import RedirectResponse, Response
 
 from services.catalog.workflow import Action, Case, NotFound, visible_to
@@ -18,10 +18,11 @@ from services.hall.grant_view import (
     offered_actions,
     timeline,
 )
+from services.hall.listing import narrowing, shown
 from services.hall.pages import HallDep, Poster, Viewer, Who, base_path, page
 
 router = APIRouter()
-LIST_MAX = 500  # grants on one page of the list
+LIST_MAX = 100  # grants on one page of the list, in grant id order
 
 
 def visible_case(hall, viewer: Viewer, grant_id: str) -> Case:
@@ -33,16 +34,27 @@ def visible_case(hall, viewer: Viewer, grant_id: str) -> Case:
 
 
 @router.get("/grants")
-def grants(request: Request, hall: HallDep, viewer: Who, state: str = "") -> Response:
+def grants(
+    request: Request,
+    hall: HallDep,
+    viewer: Who,
+    state: str = "",
+    page_no: Annotated[int, Query(alias="page", ge=1, le=10_000)] = 1,
+) -> Response:
     wanted = state if state in {s.value for s in GrantState} else None
-    cases = [c for c in hall.plane.store.cases(state=wanted) if visible_to(viewer.actor, c)]
-    cases.sort(key=lambda c: c.updated_at, reverse=True)
+    bodies = hall.plane.store.case_bodies(
+        state=wanted,
+        limit=LIST_MAX + 1,
+        offset=(page_no - 1) * LIST_MAX,
+        **narrowing(viewer.actor),
+    )
     return page(
         request,
         viewer,
         "grants.html",
-        cases=cases[:LIST_MAX],
-        total=len(cases),
+        cases=shown(viewer.actor, bodies[:LIST_MAX]),
+        more=len(bodies) > LIST_MAX,
+        page_no=page_no,
         state=wanted or "",
         states=[s.value for s in GrantState],
         today=dt.date.today(),

@@ -9,30 +9,22 @@ import datetime as dt
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from services.catalog.workflow import Case, Forbidden, Role, overdue, visible_to
-from services.common.catalog import GrantState
+from services.catalog.workflow import Forbidden, Role
 from services.hall.grant_view import NEEDS_REASON, is_overdue, offered_actions
+from services.hall.listing import by_due_date, narrowing, shown
 from services.hall.pages import HallDep, Who, page
 
 router = APIRouter()
-QUEUE_MAX = 200  # rows shown per queue; the count says how many wait in all
-# Which grants wait for whom: the workflow's waiting_for, and for the authority the live ones.
+QUEUE_MAX = 50  # rows shown per queue, the earliest due first; the count says how many wait
+# Which grants wait for whom: the provider answers requests, the authority activates approved
+# (or suspended) grants and may revoke live ones.
 QUEUES = {
-    Role.PROVIDER: [("inbox.provider", (GrantState.REQUESTED,))],
+    Role.PROVIDER: [("inbox.provider", ("requested",))],
     Role.AUTHORITY: [
-        ("inbox.authority_activate", (GrantState.APPROVED, GrantState.SUSPENDED)),
-        ("inbox.authority_live", (GrantState.ACTIVE,)),
+        ("inbox.authority_activate", ("approved", "suspended")),
+        ("inbox.authority_live", ("active",)),
     ],
 }
-
-
-def _queue(cases: list[Case], today: dt.date) -> list[Case]:
-    """Overdue first (longest overdue first), then by due date, then the newest."""
-    late = overdue(cases, today)
-    late_ids = {c.grant.id for c in late}
-    rest = [c for c in cases if c.grant.id not in late_ids]
-    rest.sort(key=lambda c: (c.step_due or dt.date.max, -c.requested_at.timestamp()))
-    return late + rest
 
 
 @router.get("/inbox")
@@ -42,22 +34,21 @@ def inbox(request: Request, hall: HallDep, viewer: Who) -> Response:
         raise Forbidden(
             f"the inbox is the provider's and the authority's; {actor.user} is {actor.role}"
         )
-    today = dt.date.today()
     queues = []
+    store = hall.plane.store
+    narrow = narrowing(actor)
     for label, states in QUEUES[actor.role]:
-        cases = [
-            c
-            for state in states
-            for c in hall.plane.store.cases(state=state.value)
-            if visible_to(actor, c)
-        ]
-        queues.append((label, _queue(cases, today)[:QUEUE_MAX], len(cases)))
+        bodies, total = [], 0
+        for state in states:
+            bodies += store.case_bodies(state=state, limit=QUEUE_MAX, by_due=True, **narrow)
+            total += store.count_cases(state=state, **narrow)
+        queues.append((label, shown(actor, by_due_date(bodies)[:QUEUE_MAX]), total))
     return page(
         request,
         viewer,
         "inbox.html",
         queues=queues,
-        today=today,
+        today=dt.date.today(),
         is_overdue=is_overdue,
         offered=lambda c: offered_actions(actor, c),
         needs_reason=NEEDS_REASON,

@@ -133,5 +133,8 @@ EN: dict[str, str] = {
     "request.preview": "Preview",
     "request.preview_title": "Preview",
     "request.filtered_out": "(filtered out)",
+    "pager.label": "Pages",
+    "pager.more": "Only the first {n} are shown; narrow by state",
+    "pager.next": "Next page",
     "request.submit": "Submit the request",
 }

@@ -133,5 +133,8 @@ ZH: dict[str, str] = {
     "request.preview": "预览",
     "request.preview_title": "预览结果",
     "request.filtered_out": "（被过滤）",
+    "pager.label": "分页",
+    "pager.more": "仅显示前 {n} 项，可按状态筛选",
+    "pager.next": "下一页",
     "request.submit": "提交申请",
 }

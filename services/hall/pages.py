@@ -24,6 +24,7 @@ from services.catalog.workflow import Actor
 from services.hall import csrf
 from services.hall.deliveries import DeliveryCounter
 from services.hall.i18n import translator
+from services.hall.listing import ResourceCache
 from services.hall.nav import nav_for
 from services.hall.sessions import COOKIE, Session, SessionStore
 
@@ -38,6 +39,7 @@ class Hall:
     relay: OutboxRelay | None
     secure_cookie: bool
     templates: Jinja2Templates
+    resources: ResourceCache
     deliveries: DeliveryCounter | None = None  # None: counts unknown (no Kafka at hand)
 
 

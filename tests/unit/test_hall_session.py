@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from services.catalog.workflow import Role
-from services.hall import csrf
+from services.common.settings import Settings
+from services.hall import csrf, hall_url
 from services.hall.sessions import COOKIE, SessionStore
 from tests.unit.hall_client import HallWorld
 
@@ -131,3 +132,8 @@ def test_vendored_htmx_matches_its_recorded_checksum():
 def test_static_files_are_served_by_the_hall(world):
     r = world.browser().get("/static/htmx.min.js")
     assert r.status_code == 200 and "htmx" in r.text[:2000]
+
+
+def test_the_console_address_is_the_catalog_services_under_hall():
+    assert hall_url(Settings(registry_port=8181)) == "http://127.0.0.1:8181/hall/"
+    assert hall_url(Settings(registry_host="0.0.0.0")) == "http://localhost:8081/hall/"
