@@ -3,12 +3,10 @@ due date, and never hides less than the API's visibility rule would."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 from services.catalog.workflow import Role, visible_to
 from services.hall.listing import ResourceCache, by_due_date, narrowing, shown
 from tests.unit.hall_client import HallWorld
-from tests.unit.test_hall_requests import file_request
+from tests.unit.test_hall_requests import late_and_fresh
 
 
 def test_each_role_sees_in_a_listing_what_the_api_shows_it():
@@ -30,11 +28,7 @@ def test_a_provider_code_that_prefixes_another_does_not_match_it():
 
 
 def test_open_steps_come_earliest_due_first_from_the_store_and_in_memory():
-    now = [dt.datetime.now(dt.UTC) - dt.timedelta(days=20)]
-    world = HallWorld(clock=lambda: now[0])
-    first = file_request(world)
-    now[0] = dt.datetime.now(dt.UTC)
-    second = file_request(world)
+    world, first, second = late_and_fresh()
     bodies = world.plane.store.case_bodies(state="requested", by_due=True)
     ids = [b["grant"]["id"] for b in bodies]
     assert ids.index(first) < ids.index(second)

@@ -169,12 +169,17 @@ def test_expiry_and_suspension_are_not_hall_actions(world):
     assert admin.post(f"/grants/{gid}/explode").status_code == 422
 
 
-def test_overdue_requests_stand_out_first_in_the_inbox():
+def late_and_fresh() -> tuple[HallWorld, str, str]:
+    """A world with a request filed 30 days ago (overdue now) and one filed today."""
     now = [dt.datetime.now(dt.UTC) - dt.timedelta(days=30)]
-    old = HallWorld(clock=lambda: now[0])
-    late = file_request(old)
+    world = HallWorld(clock=lambda: now[0])
+    late = file_request(world)
     now[0] = dt.datetime.now(dt.UTC)
-    fresh = file_request(old)
+    return world, late, file_request(world)
+
+
+def test_overdue_requests_stand_out_first_in_the_inbox():
+    old, late, fresh = late_and_fresh()
     page = old.browser("psb-li").get("/inbox").text
     assert f'id="grant-{late}" class="overdue"' in page
     assert f'id="grant-{fresh}">' in page
