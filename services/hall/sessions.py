@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 
 COOKIE = "govbus_hall"
 LANGS = ("zh", "en")
+# Anyone may open the login page, which makes a session: past this many the least recently
+# used goes, so visitors cannot fill the memory.
+MAX_SESSIONS = 10_000
 
 
 @dataclass
@@ -27,8 +30,9 @@ class Session:
 
 
 class SessionStore:
-    def __init__(self, idle_s: float, clock=time.monotonic) -> None:
+    def __init__(self, idle_s: float, clock=time.monotonic, most: int = MAX_SESSIONS) -> None:
         self._idle_s = idle_s
+        self._most = most
         self._clock = clock
         self._lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
@@ -37,6 +41,8 @@ class SessionStore:
         s = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), lang, seen=self._clock())
         with self._lock:
             self._drop_idle()
+            if len(self._sessions) >= self._most:
+                del self._sessions[min(self._sessions.values(), key=lambda o: o.seen).sid]
             self._sessions[s.sid] = s
         return s
 

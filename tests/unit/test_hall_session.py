@@ -115,6 +115,18 @@ def test_sessions_end_after_the_idle_time():
     assert store.get(s.sid) is None
 
 
+def test_the_least_recently_used_session_goes_when_the_store_is_full():
+    now = [0.0]
+    store = SessionStore(idle_s=600, clock=lambda: now[0], most=2)
+    first = store.new()
+    now[0] = 1
+    second = store.new()
+    now[0] = 2
+    store.get(first.sid)  # used again: the second is now the least recently used
+    store.new()
+    assert store.get(first.sid) is first and store.get(second.sid) is None
+
+
 def test_csrf_check_compares_with_the_sessions_token():
     csrf.check("abc", "abc", None, "http://h")
     with pytest.raises(csrf.CsrfRefused):
