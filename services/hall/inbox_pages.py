@@ -18,11 +18,12 @@ router = APIRouter()
 QUEUE_MAX = 50  # rows shown per queue, the earliest due first; the count says how many wait
 # Which grants wait for whom: the provider answers requests, the authority activates approved
 # (or suspended) grants and may revoke live ones.
+# Live grants have no due date: they come in grant id order, which needs no sort.
 QUEUES = {
-    Role.PROVIDER: [("inbox.provider", ("requested",))],
+    Role.PROVIDER: [("inbox.provider", ("requested",), True)],
     Role.AUTHORITY: [
-        ("inbox.authority_activate", ("approved", "suspended")),
-        ("inbox.authority_live", ("active",)),
+        ("inbox.authority_activate", ("approved", "suspended"), True),
+        ("inbox.authority_live", ("active",), False),
     ],
 }
 
@@ -37,12 +38,13 @@ def inbox(request: Request, hall: HallDep, viewer: Who) -> Response:
     queues = []
     store = hall.plane.store
     narrow = narrowing(actor)
-    for label, states in QUEUES[actor.role]:
+    for label, states, due in QUEUES[actor.role]:
         bodies, total = [], 0
         for state in states:
-            bodies += store.case_bodies(state=state, limit=QUEUE_MAX, by_due=True, **narrow)
+            bodies += store.case_bodies(state=state, limit=QUEUE_MAX, by_due=due, **narrow)
             total += store.count_cases(state=state, **narrow)
-        queues.append((label, shown(actor, by_due_date(bodies)[:QUEUE_MAX]), total))
+        ordered = by_due_date(bodies) if due else bodies
+        queues.append((label, shown(actor, ordered[:QUEUE_MAX]), total))
     return page(
         request,
         viewer,
