@@ -15,7 +15,7 @@ QUIX_REQS  := benchmarks/quix/requirements.txt
 QUIX_STAMP := $(QUIX_VENV)/.installed-$(shell sha256sum $(QUIX_REQS) | cut -c1-12)
 
 .PHONY: install broker broker-stop postgres postgres-stop run demo test unit integration bench quix-venv \
-	bench-store bench-backfill lint format clean cdc-reset
+	bench-store bench-backfill bench-console lint format clean cdc-reset
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11+"; exit 1; }
@@ -26,6 +26,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 	@$(KAFKA) fetch
+	@bash deploy/chromium.sh ensure
 	@bash deploy/connect/connect.sh fetch
 
 broker: install
@@ -86,6 +87,10 @@ bench: install $(QUIX_STAMP)
 bench-store: install
 	$(PG) start
 	$(BIN)/python benchmarks/store_upsert.py --url "$$($(PG) url)"
+
+# The data hall's catalog page and inboxes with 1,000 resources and 10,000 grants: p50/p99.
+bench-console: install
+	$(BIN)/python benchmarks/console_pages.py
 
 # Backfill of 1M live keys from the central store: the router's peak RSS and time.
 bench-backfill: install

@@ -7,8 +7,10 @@ import time
 
 from confluent_kafka import KafkaException
 
+from services.catalog.app import authority_token_file
 from services.common.lag import group_lag
 from services.common.settings import Settings
+from services.hall import hall_url
 from services.ingest.adapters.config import AdapterBase
 from services.launcher import ProcessGroup, wait_http
 from services.progress import progress_line, scrape_totals
@@ -92,6 +94,12 @@ def run_bus(settings: Settings, rate: float, interval_s: float = 2.0) -> None:
             wait_http(url, 120, group)
         if adapters:
             print(f"adapters: {', '.join(adapters)}", flush=True)
+        print(
+            f"data hall (web console): {hall_url(settings)}; log in with a user's API token "
+            f"(the first authority's is in {authority_token_file(settings)} unless "
+            "GOVBUS_AUTHORITY_TOKEN set it)",
+            flush=True,
+        )
         print(f"govbus is up; logs in {group.log_dir}. Ctrl-C stops everything.", flush=True)
         previous, last = None, time.monotonic()
         while True:

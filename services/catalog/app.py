@@ -37,6 +37,9 @@ from services.common.feed import read_feed
 from services.common.private_files import write_private
 from services.common.settings import Settings, load_service_settings
 from services.common.topics import GRANTS
+from services.hall import PREFIX as HALL_PREFIX
+from services.hall.app import create_hall_app
+from services.hall.deliveries import DeliveryCounter
 
 log = logging.getLogger("govbus.catalog")
 EXPIRY_SWEEP_S = 30.0
@@ -92,7 +95,8 @@ def build_catalog_app(
     relay: OutboxRelay,
     accounts: KafkaAccountSync,
 ) -> tuple[FastAPI, IngestGateway]:
-    """The service's app: the registry, the control API with departments, and HTTP push."""
+    """The service's app: the registry, the control API with departments, HTTP push, and the
+    data hall (the web console) at /hall."""
     app = create_registry_app(registry, user_login(settings, plane.store))
     metrics = CollectorRegistry()
     instrument(app, metrics)
@@ -100,6 +104,17 @@ def build_catalog_app(
     control = create_control_app(plane, relay, settings.preview_rate, ingest)
     control.include_router(departments_router(accounts))
     app.mount("/api", control)
+    app.mount(
+        HALL_PREFIX,
+        create_hall_app(
+            plane,
+            control.state.previews,
+            relay,
+            settings.hall_secure_cookie,
+            settings.hall_session_idle_hours * 3600,
+            DeliveryCounter(settings),
+        ),
+    )
     return app, ingest
 
 
@@ -125,7 +140,7 @@ def main() -> None:
     stop = threading.Event()
     threading.Thread(target=_sweep_expired, args=(plane, relay, stop), daemon=True).start()
     log.info(
-        "schema registry on :%d (store %s), control plane on /api (store %s)",
+        "schema registry on :%d (store %s), control plane on /api (store %s), data hall on /hall",
         settings.registry_port,
         settings.printable_url(settings.schema_store_url),
         settings.printable_url(settings.control_url),

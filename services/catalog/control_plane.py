@@ -165,6 +165,15 @@ class ControlPlane:
                 continue  # changed meanwhile
         return done
 
+    def preview_request(
+        self, actor: Actor, request: GrantRequest, samples: list[dict[str, Any]]
+    ) -> list[dict[str, Any] | None]:
+        """What a request, once granted as asked, would deliver for each sample record: checked
+        as a request is (only a consumer, only a shared resource), and nothing is stored."""
+        entry = self.resource(request.resource).entry
+        case = new_case(request, entry, actor, "preview", self._clock(), self.calendar)
+        return self.preview(case.grant, samples)
+
     def preview(self, grant: Grant, samples: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
         """What the grant's consumer would receive for each sample record (None: filtered out).
 

@@ -24,6 +24,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    func,
     inspect,
     select,
     text,
@@ -76,7 +77,7 @@ grants = Table(
     Column("id", String, primary_key=True),
     Column("consumer", String, nullable=False, index=True),
     Column("resource", String, nullable=False, index=True),
-    Column("state", String, nullable=False),
+    Column("state", String, nullable=False, index=True),  # the inboxes list by state
     Column("body", JSON, nullable=False),
 )
 changes = Table(
@@ -150,6 +151,9 @@ class ControlStore:
         metadata.create_all(self._engine)
         outbox.outbox_metadata.create_all(self._engine)
         kafka_accounts.accounts_metadata.create_all(self._engine)
+        # Stores made before the data hall's inboxes lack the grants' state index.
+        for index in grants.indexes:
+            index.create(self._engine, checkfirst=True)
         # Stores made before schema versions were kept: every schema they hold is version 1.
         self._add_column("resources", "schema_version", "INTEGER NOT NULL DEFAULT 1")
         # Stores made before tokens expired: their tokens get one lifetime from now.
@@ -230,6 +234,11 @@ class ControlStore:
                 after=after,
             )
         )
+
+    def last_change_seq(self) -> int:
+        """The change log's newest entry: every catalog or grant change moves it."""
+        with self.reading() as conn:
+            return conn.execute(select(func.max(changes.c.seq))).scalar() or 0
 
     def changes(self, object_id: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
         query = select(changes).order_by(changes.c.seq.desc()).limit(limit)
@@ -358,20 +367,66 @@ class ControlStore:
         )
 
     @staticmethod
+    def _where_cases(
+        query: Any,
+        consumer: str | None = None,
+        resource: str | None = None,
+        state: str | None = None,
+        provider: str | None = None,
+    ) -> Any:
+        if consumer:
+            query = query.where(grants.c.consumer == consumer)
+        if resource:
+            query = query.where(grants.c.resource == resource)
+        if provider:
+            query = query.where(grants.c.resource.startswith(f"{provider}.", autoescape=True))
+        if state:
+            query = query.where(grants.c.state == state)
+        return query
+
+    @classmethod
+    def find_case_bodies(
+        cls,
+        conn: Connection,
+        consumer: str | None = None,
+        resource: str | None = None,
+        state: str | None = None,
+        provider: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        by_due: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Cases as stored (JSON), by grant id or (``by_due``) by the open step's due date
+        then the request's time: for pages that show a few of many."""
+        body = grants.c.body
+        order = (
+            (body["step_due"].as_string(), body["requested_at"].as_string(), grants.c.id)
+            if by_due
+            else (grants.c.id,)
+        )
+        query = select(body).order_by(*order).limit(limit).offset(offset)
+        query = cls._where_cases(query, consumer, resource, state, provider)
+        return [r.body for r in conn.execute(query)]
+
+    def count_cases(self, **where: Any) -> int:
+        query = self._where_cases(select(func.count()).select_from(grants), **where)
+        with self.reading() as conn:
+            return conn.execute(query).scalar() or 0
+
+    @classmethod
     def find_cases(
+        cls,
         conn: Connection,
         consumer: str | None = None,
         resource: str | None = None,
         state: str | None = None,
     ) -> list[Case]:
-        query = select(grants.c.body).order_by(grants.c.id)
-        if consumer:
-            query = query.where(grants.c.consumer == consumer)
-        if resource:
-            query = query.where(grants.c.resource == resource)
-        if state:
-            query = query.where(grants.c.state == state)
-        return [Case.model_validate(r.body) for r in conn.execute(query)]
+        bodies = cls.find_case_bodies(conn, consumer, resource, state)
+        return [Case.model_validate(b) for b in bodies]
+
+    def case_bodies(self, **where: Any) -> list[dict[str, Any]]:
+        with self.reading() as conn:
+            return self.find_case_bodies(conn, **where)
 
     def cases(
         self, consumer: str | None = None, resource: str | None = None, state: str | None = None

@@ -52,6 +52,7 @@ def test_run_shows_progress_and_ctrl_c_stops_every_process(kafka_bootstrap, tmp_
                     break
         else:
             raise AssertionError("no progress line with stored changes:\n" + "".join(lines))
+        assert any(line.startswith("data hall (web console): http://") for line in lines)
         assert len(_processes_with(marker)) >= 5  # run + registry, router, sink, lag, feed
     finally:
         os.killpg(proc.pid, signal.SIGINT)
