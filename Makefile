@@ -15,7 +15,7 @@ QUIX_REQS  := benchmarks/quix/requirements.txt
 QUIX_STAMP := $(QUIX_VENV)/.installed-$(shell sha256sum $(QUIX_REQS) | cut -c1-12)
 
 .PHONY: install broker broker-stop postgres postgres-stop run demo test unit integration bench quix-venv \
-	bench-store bench-backfill lint format clean cdc-reset
+	bench-store bench-backfill bench-cdc lint format clean cdc-reset
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11+"; exit 1; }
@@ -83,6 +83,12 @@ bench: install $(QUIX_STAMP)
 bench-store: install
 	$(PG) start
 	$(BIN)/python benchmarks/store_upsert.py --url "$$($(PG) url)"
+
+# CDC from a provider PostgreSQL through Debezium, the bridge and the router: rows/s and
+# commit-to-delivery latency per stage (benchmarks/cdc_throughput.py); QUICK=1: a short run.
+bench-cdc: install
+	@CDC=1 bash deploy/with-broker.sh bash deploy/with-cdc.sh \
+		$(BIN)/python benchmarks/cdc_throughput.py $(if $(QUICK),--quick)
 
 # Backfill of 1M live keys from the central store: the router's peak RSS and time.
 bench-backfill: install
