@@ -42,11 +42,11 @@ from pathlib import Path
 from bench_bus import REPO, BenchBus, Lane
 from cdc_pipeline import CdcPipeline, Stamps, cdc_pipeline, lane_record
 from cdc_source import Changes, Connector, Statement, write
-from cdc_timing import Timeline, commit_check, join, latency_figures, merge_results, rate
+from cdc_timing import Timeline, commit_check, join, latency_figures, rate
+from results_file import RESULTS, merge_results
 
 from services.common.settings import Settings
 
-RESULTS = REPO / "benchmarks" / "results" / "latest.json"
 READY_TIMEOUT_S = 300
 BURST_TX_ROWS = 100
 ROWS = (
@@ -231,7 +231,7 @@ def main() -> None:
         if args.profile:
             print(f"profiled run, not recorded; py-spy samples in {args.profile}")
         else:
-            merge_results(RESULTS, "cdc", result)
+            merge_results({"cdc": result})
             print(f"merged under 'cdc' into {RESULTS.relative_to(REPO)}")
     finally:
         bus.stop()

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
@@ -76,7 +74,7 @@ def join(
         if position in raw and event_id in delivered:
             tx, raw_ms = raw[position]
             out.append(Timeline(tx, committed, raw_ms, appended, delivered[event_id]))
-    return sorted(out, key=lambda t: t.committed)
+    return sorted(out, key=lambda t: (t.committed, t.raw))
 
 
 def histogram(values: Iterable[int]) -> HdrHistogram:
@@ -129,12 +127,3 @@ def commit_check(returned: Mapping[int, int], stamped: Mapping[int, int]) -> dic
         "commit_returned_minus_ts_ms_p50": gaps[len(gaps) // 2],
         "commit_returned_minus_ts_ms_max": gaps[-1],
     }
-
-
-def merge_results(path: Path, key: str, figures: Mapping[str, Any]) -> dict[str, Any]:
-    """``figures`` under ``key`` of the results file, every other key kept as it was."""
-    current = json.loads(path.read_text("utf-8")) if path.exists() else {}
-    merged = {**current, key: dict(figures)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(merged, indent=2) + "\n", "utf-8")
-    return merged
