@@ -64,12 +64,9 @@ class Stamps:
 
 @dataclass
 class CdcPipeline:
-    bus: BenchBus
-    lane: Lane  # the router's: the resource and its grant
-    adapter_lane: Lane  # the adapter process's log and environment (no topics of its own)
+    lane: Lane  # the resource and its grant
     settings: Settings
     name: str  # of the adapter, its connector and slot
-    adapter: DebeziumAdapter
     provider_url: str
     raw_topic: str
     alive: Callable[[], None]
@@ -196,6 +193,7 @@ def cdc_pipeline(bus: BenchBus, lane: Lane, server_url: str) -> Iterator[CdcPipe
         stack.callback(_forget_connector, settings, connector_name(name))
         routers = stack.enter_context(processes(bus, lane, ROUTER))
         start_lane(bus, lane, routers)
+        # The adapter's own lane names its log; it has no topics of its own.
         adapter_lane = Lane("adapter", lane.tag, consumers=0)
         adapters = stack.enter_context(processes(bus, adapter_lane, [*ADAPTER, name]))
 
@@ -206,9 +204,7 @@ def cdc_pipeline(bus: BenchBus, lane: Lane, server_url: str) -> Iterator[CdcPipe
         pids = {"router": routers[0].pid, "adapter": adapters[0].pid}
         probe = make_consumer(settings, f"bench-{lane.tag}-probe")
         stack.callback(probe.close)
-        yield CdcPipeline(
-            bus, lane, adapter_lane, settings, name, adapter, db_url, raw_topic, alive, pids, probe
-        )
+        yield CdcPipeline(lane, settings, name, db_url, raw_topic, alive, pids, probe)
 
 
 def _forget_connector(settings: Settings, name: str) -> None:
