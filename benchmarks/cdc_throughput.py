@@ -46,6 +46,7 @@ from cdc_timing import Timeline, commit_check, join, latency_figures, rate
 from results_file import RESULTS, merge_results
 
 from services.common.settings import Settings
+from services.common.topic_reader import Offsets
 
 READY_TIMEOUT_S = 300
 BURST_TX_ROWS = 100
@@ -58,7 +59,7 @@ ROWS = (
 )
 
 
-def timelines(cdc: CdcPipeline, start, n: int) -> tuple[Stamps, list[Timeline]]:
+def timelines(cdc: CdcPipeline, start: Offsets, n: int) -> tuple[Stamps, list[Timeline]]:
     """Once ``n`` changes since ``start`` are delivered: the three topics' records since."""
     cdc.wait_delivered(start, n)
     stamps = cdc.stamps(start, cdc.offsets())
@@ -66,6 +67,8 @@ def timelines(cdc: CdcPipeline, start, n: int) -> tuple[Stamps, list[Timeline]]:
 
 
 def profile(cdc: CdcPipeline, seconds: float, out: Path) -> list[subprocess.Popen]:
+    """py-spy on the adapter and the router for ``seconds``: collapsed stacks, one file each
+    (``--nonblocking``: the sampled process is never paused)."""
     out.mkdir(parents=True, exist_ok=True)
     spy = str(Path(sys.executable).parent / "py-spy")
     return [
