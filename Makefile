@@ -15,7 +15,7 @@ QUIX_REQS  := benchmarks/quix/requirements.txt
 QUIX_STAMP := $(QUIX_VENV)/.installed-$(shell sha256sum $(QUIX_REQS) | cut -c1-12)
 
 .PHONY: install broker broker-stop postgres postgres-stop run demo test unit integration bench quix-venv \
-	bench-store bench-backfill bench-console lint format clean cdc-reset
+	bench-store bench-backfill bench-console bench-cdc lint format clean cdc-reset
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11+"; exit 1; }
@@ -91,6 +91,12 @@ bench-store: install
 # The data hall's catalog page and inboxes with 1,000 resources and 10,000 grants: p50/p99.
 bench-console: install
 	$(BIN)/python benchmarks/console_pages.py
+
+# CDC from a provider PostgreSQL through Debezium, the bridge and the router: rows/s and
+# commit-to-delivery latency per stage (benchmarks/cdc_throughput.py); QUICK=1: a short run.
+bench-cdc: install
+	@CDC=1 bash deploy/with-broker.sh bash deploy/with-cdc.sh \
+		$(BIN)/python benchmarks/cdc_throughput.py $(if $(QUICK),--quick)
 
 # Backfill of 1M live keys from the central store: the router's peak RSS and time.
 bench-backfill: install

@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))  # tests.backfill_support: the router's part aroun
 
 from confluent_kafka import Producer  # noqa: E402
 from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: E402
+from results_file import RESULTS, merge_results  # noqa: E402
 from sqlalchemy import MetaData, insert  # noqa: E402
 
 from services.common import catalog_feed  # noqa: E402
@@ -60,7 +61,6 @@ from services.common.store_tables import (  # noqa: E402
 from services.common.topics import BACKFILLS, CATALOG  # noqa: E402
 from services.router.backfill import progress_key  # noqa: E402
 
-RESULTS = REPO / "benchmarks" / "results" / "latest.json"
 PARTITIONS = 3
 CHUNK = 20_000
 
@@ -193,12 +193,6 @@ def cleanup(
         key = progress_key(grant.backfill_id, (record.topic, int(partition)))
         producer.produce(BACKFILLS, None, key.encode())
     producer.flush(30)
-
-
-def merge_results(figures: dict) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    current = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    RESULTS.write_text(json.dumps({**current, **figures}, indent=2, sort_keys=True) + "\n")
 
 
 def main() -> None:

@@ -13,14 +13,14 @@ their bytes to each contender, in this order, each in a lane of its own (contend
   faust_agent   the router's routing code driven by a Faust agent stream (faust_agent.py)
   quix          the same grant logic as a Quix Streams app (quix/route_app.py, .venv-quix)
 then runs the router at half the measured router rate (paced.py): end-to-end latency p50/p99
-and the router's RSS at the start and end of the run. Writes benchmarks/results/latest.json.
+and the router's RSS at the start and end of the run. Merges its figures into
+benchmarks/results/latest.json (the other benches' keys stay).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import shutil
 import tempfile
@@ -41,11 +41,11 @@ from contenders import (
     start_lane,
 )
 from paced import latencies, replay
+from results_file import RESULTS, merge_results
 
 from services.common.registry_client import make_registry_client
 from services.common.serde import AvroCodec
 
-RESULTS = REPO / "benchmarks" / "results" / "latest.json"
 FULL_SOAK_S = 600
 QUICK_SOAK_S = 30
 
@@ -167,8 +167,7 @@ def main() -> None:
         found = throughput(bus, lanes, events)
         paced = soak(bus, lanes["paced"], events, found["router"].per_s / 2, soak_s)
         result = summary(found, paced, len(events))
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+        merge_results(result)
         print_table(result)
         print(f"written to {RESULTS.relative_to(REPO)}")
     finally:

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import time
 import uuid
 import zlib
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
+from results_file import RESULTS, merge_results
 from sqlalchemy import create_engine, make_url, text
 
 from services.common.catalog_feed import CatalogRecord
@@ -41,7 +40,6 @@ from services.sink.central_store import (
     value_fields,
 )
 
-RESULTS = REPO_ROOT / "benchmarks" / "results" / "latest.json"
 PARTITIONS = 3
 
 
@@ -141,12 +139,6 @@ def fresh_database(server_url: str) -> tuple[str, callable]:
     return make_url(server_url).set(database=name).render_as_string(hide_password=False), drop
 
 
-def merge_results(path: Path, figures: dict) -> None:
-    found = json.loads(path.read_text()) if path.exists() else {}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**found, **figures}, indent=2) + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", required=True, help="PostgreSQL server URL (pg.sh url)")
@@ -168,7 +160,6 @@ def main() -> None:
         drop()
     ratio = upserted / copied
     merge_results(
-        RESULTS,
         {
             "store_changes": args.changes,
             "store_upsert_rows_per_s": round(upserted),
