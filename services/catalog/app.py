@@ -48,6 +48,7 @@ def build_control_plane(settings: Settings, registry: SchemaRegistryStore) -> Co
         registry,
         Calendar(
             holidays=settings.holiday_dates,
+            workdays=settings.workday_dates,
             provider_days=settings.provider_due_days,
             authority_days=settings.authority_due_days,
         ),
