@@ -30,12 +30,16 @@ from services.catalog.registry_api import create_registry_app
 from services.catalog.registry_auth import user_login
 from services.catalog.registry_metrics import instrument
 from services.catalog.registry_store import SchemaRegistryStore
+from services.catalog.scorecard_api import scorecard_router
+from services.catalog.scorecard_sources import DeadLetterTally, compute
+from services.catalog.scorecard_watch import ScorecardWatch
 from services.catalog.users import bootstrap_authority
 from services.catalog.workflow import SYSTEM, Calendar
 from services.common import grant_feed
 from services.common.feed import read_feed
 from services.common.private_files import write_private
 from services.common.settings import Settings, load_service_settings
+from services.common.sql import build_engine
 from services.common.topics import GRANTS
 
 log = logging.getLogger("govbus.catalog")
@@ -86,20 +90,33 @@ def authority_token_file(settings: Settings) -> Path:
     return settings.data_dir / "authority.token"
 
 
+def scorecard_watch(settings: Settings, plane: ControlPlane) -> ScorecardWatch:
+    """The scorecard from the control store, the central store and Kafka, kept current."""
+    central, tally = build_engine(settings.central_store_url), DeadLetterTally()
+    return ScorecardWatch(
+        lambda now: compute(plane.store, central, settings, tally, now),
+        settings.scorecard_interval_s,
+    )
+
+
 def build_catalog_app(
     settings: Settings,
     registry: SchemaRegistryStore,
     plane: ControlPlane,
     relay: OutboxRelay,
     accounts: KafkaAccountSync,
+    scorecard: ScorecardWatch,
 ) -> tuple[FastAPI, IngestGateway]:
-    """The service's app: the registry, the control API with departments, and HTTP push."""
+    """The service's app: the registry, the control API with departments and the scorecard,
+    and HTTP push."""
     app = create_registry_app(registry, user_login(settings, plane.store))
     metrics = CollectorRegistry()
     instrument(app, metrics)
+    metrics.register(scorecard)
     ingest = IngestGateway(settings, metrics)
     control = create_control_app(plane, relay, settings.preview_rate, ingest)
     control.include_router(departments_router(accounts))
+    control.include_router(scorecard_router(scorecard))
     app.mount("/api", control)
     return app, ingest
 
@@ -131,7 +148,8 @@ def main() -> None:
         settings.printable_url(settings.schema_store_url),
         settings.printable_url(settings.control_url),
     )
-    app, ingest = build_catalog_app(settings, registry, plane, relay, accounts)
+    scorecard = scorecard_watch(settings, plane).start()
+    app, ingest = build_catalog_app(settings, registry, plane, relay, accounts, scorecard)
     config = uvicorn.Config(
         app,
         host=settings.registry_host,
@@ -148,5 +166,6 @@ def main() -> None:
             ingest.close()
         relay.stop()
         accounts.stop()
+        scorecard.stop()
         registry.close()
         plane.store.close()

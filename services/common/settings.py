@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     holidays: str = Field("", description="comma-separated dates, e.g. 2026-10-01,2026-10-02")
     # Weekend days worked to make up for a holiday (调休), for years chinesecalendar lacks.
     workdays: str = Field("", description="comma-separated dates, e.g. 2027-02-06")
+    # How often the catalog service computes the scorecard (govbus_scorecard_*, /api/scorecard).
+    scorecard_interval_s: float = Field(60.0, gt=0)
     catalog_dir: Path = REPO_ROOT / "deploy" / "catalog"
     grants_dir: Path = REPO_ROOT / "deploy" / "grants"
     schemas_dir: Path = REPO_ROOT / "schemas" / "avro"
