@@ -26,6 +26,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 	@$(KAFKA) fetch
+	@bash deploy/chromium.sh ensure
 	@bash deploy/connect/connect.sh fetch
 
 broker: install

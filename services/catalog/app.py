@@ -41,6 +41,7 @@ from services.common.private_files import write_private
 from services.common.settings import Settings, load_service_settings
 from services.common.sql import build_engine
 from services.common.topics import GRANTS
+from services.hall.app import create_hall_app
 
 log = logging.getLogger("govbus.catalog")
 EXPIRY_SWEEP_S = 30.0
@@ -108,7 +109,7 @@ def build_catalog_app(
     scorecard: ScorecardWatch,
 ) -> tuple[FastAPI, IngestGateway]:
     """The service's app: the registry, the control API with departments and the scorecard,
-    and HTTP push."""
+    HTTP push, and the data hall (the web console) at /hall."""
     app = create_registry_app(registry, user_login(settings, plane.store))
     metrics = CollectorRegistry()
     instrument(app, metrics)
@@ -118,6 +119,16 @@ def build_catalog_app(
     control.include_router(departments_router(accounts))
     control.include_router(scorecard_router(scorecard))
     app.mount("/api", control)
+    app.mount(
+        "/hall",
+        create_hall_app(
+            plane,
+            control.state.previews,
+            relay,
+            settings.hall_secure_cookie,
+            settings.hall_session_idle_hours * 3600,
+        ),
+    )
     return app, ingest
 
 
@@ -143,7 +154,7 @@ def main() -> None:
     stop = threading.Event()
     threading.Thread(target=_sweep_expired, args=(plane, relay, stop), daemon=True).start()
     log.info(
-        "schema registry on :%d (store %s), control plane on /api (store %s)",
+        "schema registry on :%d (store %s), control plane on /api (store %s), data hall on /hall",
         settings.registry_port,
         settings.printable_url(settings.schema_store_url),
         settings.printable_url(settings.control_url),

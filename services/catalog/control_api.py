@@ -37,6 +37,7 @@ from services.catalog.workflow import (
     WorkflowError,
     new_case,
     overdue,
+    visible_to,
 )
 from services.common.catalog import CODE, NAME_MAX, TEXT_MAX, CatalogEntry, GrantState
 
@@ -127,15 +128,6 @@ class Samples(BaseModel):
     samples: list[dict[str, Any]] = Field(min_length=1, max_length=100)
 
 
-def _visible(actor: Actor, case: Case) -> bool:
-    """Consumers see their own grants, providers those on their resources, others all."""
-    if actor.role is Role.CONSUMER:
-        return case.grant.consumer == actor.department
-    if actor.role is Role.PROVIDER:
-        return case.grant.resource.split(".", 1)[0] == actor.department
-    return True
-
-
 def _require(actor: Actor, *roles: Role) -> None:
     if actor.role not in roles:
         allowed = " or ".join(r.value for r in roles)
@@ -161,6 +153,7 @@ def create_control_app(
         "requests, the provider approves, the authority activates and supervises.",
     )
     app.state.plane = plane
+    app.state.previews = previews  # the data hall's previews count against the same limit
 
     def case_reply(case: Case) -> CaseReply:
         return CaseReply(**dict(case), publication=_publication(plane, relay))
@@ -227,12 +220,12 @@ def create_control_app(
         state: GrantState | None = None,
     ) -> list[Case]:
         cases = plane.store.cases(consumer, resource, state)
-        return [c for c in cases if _visible(actor, c)]
+        return [c for c in cases if visible_to(actor, c)]
 
     @app.get("/grants/overdue", response_model_exclude_none=True)
     def late(actor: Who, plane: Plane) -> list[Case]:
         today = dt.date.today()
-        return [c for c in overdue(plane.store.cases(), today) if _visible(actor, c)]
+        return [c for c in overdue(plane.store.cases(), today) if visible_to(actor, c)]
 
     @app.post("/grants/preview")
     def preview(body: Preview, actor: Who, plane: Plane) -> list[dict[str, Any] | None]:
@@ -247,7 +240,7 @@ def create_control_app(
     @app.get("/grants/{grant_id}", response_model_exclude_none=True)
     def grant(grant_id: str, actor: Who, plane: Plane) -> Case:
         case = plane.case(grant_id)
-        if not _visible(actor, case):
+        if not visible_to(actor, case):
             raise NotFound(f"no grant {grant_id!r}")
         return case
 

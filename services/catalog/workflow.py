@@ -136,6 +136,15 @@ class Case(Strict):
         )
 
 
+def visible_to(actor: Actor, case: Case) -> bool:
+    """Consumers see their own grants, providers those on their resources, others all."""
+    if actor.role is Role.CONSUMER:
+        return case.grant.consumer == actor.department
+    if actor.role is Role.PROVIDER:
+        return case.grant.resource.split(".", 1)[0] == actor.department
+    return True
+
+
 def default_masking(entry: CatalogEntry, field_name: str) -> MaskSpec:
     """L1 and L2 go as they are; personal fields are masked unless the request says otherwise.
 

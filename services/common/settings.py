@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     token_ttl_days: float = Field(90, gt=0)
     # Grant previews per user, in the `limits` notation ("20/minute", "100/hour").
     preview_rate: str = "20/minute"
+    # The data hall's session cookie: Secure (sent over HTTPS only) when the hall is served
+    # behind TLS; a session ends after this many idle hours, or when its token stops working.
+    hall_secure_cookie: bool = False
+    hall_session_idle_hours: float = Field(8, gt=0)
     # The authority's key for the audit trail's HMAC chains: whoever can write govbus.audit but
     # lacks it cannot forge a record that verifies. The demo default is public.
     audit_key: SecretStr = SecretStr(DEMO_AUDIT_KEY)

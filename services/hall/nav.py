@@ -1,0 +1,31 @@
+"""The data hall's navigation: which pages each role sees in the top bar.
+
+A page's own route still checks the role (pages.py, the control plane): the menu only spares
+users links to pages that would refuse them. Pages of other modules add their entry here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.catalog.workflow import Role
+
+EVERYONE = frozenset(Role)
+
+
+@dataclass(frozen=True)
+class NavItem:
+    path: str  # under the hall's prefix
+    label: str  # message key (i18n.py)
+    roles: frozenset[Role] = EVERYONE
+
+
+NAV: list[NavItem] = [
+    NavItem("/catalog", "nav.catalog"),
+    NavItem("/grants", "nav.grants"),
+    NavItem("/inbox", "nav.inbox", frozenset({Role.PROVIDER, Role.AUTHORITY})),
+]
+
+
+def nav_for(role: Role) -> list[NavItem]:
+    return [item for item in NAV if role in item.roles]
