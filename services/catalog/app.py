@@ -42,6 +42,8 @@ from services.common.settings import Settings, load_service_settings
 from services.common.sql import build_engine
 from services.common.topics import GRANTS
 from services.hall.app import create_hall_app
+from services.hall.ops_pages import OPS_ROUTERS
+from services.hall.ops_state import Ops, install_ops_pages
 
 log = logging.getLogger("govbus.catalog")
 EXPIRY_SWEEP_S = 30.0
@@ -119,16 +121,15 @@ def build_catalog_app(
     control.include_router(departments_router(accounts))
     control.include_router(scorecard_router(scorecard))
     app.mount("/api", control)
-    app.mount(
-        "/hall",
-        create_hall_app(
-            plane,
-            control.state.previews,
-            relay,
-            settings.hall_secure_cookie,
-            settings.hall_session_idle_hours * 3600,
-        ),
+    hall = create_hall_app(
+        plane,
+        control.state.previews,
+        relay,
+        settings.hall_secure_cookie,
+        settings.hall_session_idle_hours * 3600,
     )
+    install_ops_pages(hall, Ops(settings, scorecard), OPS_ROUTERS)
+    app.mount("/hall", hall)
     return app, ingest
 
 

@@ -83,9 +83,25 @@ class Score(BaseModel):
     active_shares: int
 
 
+class ResourceState(BaseModel):
+    """One resource as the scorecard saw it: in the store or not, and how fresh."""
+
+    resource: str
+    department: str
+    category: Category
+    update_frequency: str
+    rows: int
+    last_change: dt.datetime | None
+    fresh: bool
+
+
 class Scorecard(BaseModel):
     at: dt.datetime
     scores: list[Score]
+    resources: list[ResourceState] = []
+
+    def resource(self, resource_id: str) -> ResourceState | None:
+        return next((r for r in self.resources if r.resource == resource_id), None)
 
     def below_target(self) -> list[Score]:
         return [s for s in self.scores if not s.meets_target]
@@ -191,4 +207,18 @@ def scorecard(
             groups.items(), key=lambda kv: (kv[0][0] == PROVINCE, kv[0])
         )
     ]
-    return Scorecard(at=now, scores=scores)
+    states = [
+        ResourceState(
+            resource=e.resource_id,
+            department=e.provider,
+            category=e.category,
+            update_frequency=e.update_frequency,
+            rows=(f := store.get(e.resource_id, StoreFacts(0, None))).rows,
+            last_change=None
+            if f.last_change_ms is None
+            else dt.datetime.fromtimestamp(f.last_change_ms / 1000, dt.UTC),
+            fresh=is_fresh(e, f, now),
+        )
+        for e in sorted(entries, key=lambda e: e.resource_id)
+    ]
+    return Scorecard(at=now, scores=scores, resources=states)
