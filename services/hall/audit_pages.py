@@ -14,7 +14,7 @@ from starlette.responses import RedirectResponse, Response
 
 from services.audit_ledger import audit_records, pseudonyms, shares_of, valid_id_number
 from services.catalog.workflow import Refused, Role
-from services.hall.ops_state import WATCHERS, get_ops, require
+from services.hall.ops_state import WATCHERS, get_ops, kafka_answers, require
 from services.hall.pages import Poster, Who, base_path, page
 
 router = APIRouter()
@@ -68,7 +68,9 @@ def audit(
     ops = get_ops(request)
     query = {"grant": grant[:200], "consumer": consumer[:64], "resource": resource[:200]}
     window = _day_ms(since[:10], False), _day_ms(until[:10], True)
-    found = search(audit_records(ops.settings), **query, since_ms=window[0], until_ms=window[1])
+    with kafka_answers():
+        records = list(audit_records(ops.settings))
+    found = search(records, **query, since_ms=window[0], until_ms=window[1])
     return page(
         request,
         viewer,
@@ -101,10 +103,11 @@ def ledger(request: Request, viewer: Poster, id_number: str = Form("")) -> Respo
     require(viewer.actor, Role.AUTHORITY)
     try:
         number = valid_id_number(id_number[:40])
-    except ValueError as exc:
-        raise Refused(str(exc)) from exc
+    except ValueError as exc:  # its message quotes the number: the page does not
+        raise Refused(f"not a valid resident ID number: {exc.__cause__ or exc}") from exc
     settings = get_ops(request).settings
     secret = settings.mask_secret.get_secret_value().encode()
-    shares = shares_of(audit_records(settings), number, pseudonyms(secret, number))
+    with kafka_answers():
+        shares = shares_of(audit_records(settings), number, pseudonyms(secret, number))
     masked = number[:6] + "*" * 8 + number[-4:]  # the page shows whom it is about, masked
     return page(request, viewer, "ledger.html", shares=shares, id_number=masked)

@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from services.catalog.workflow import Refused, Role
 from services.dlq_redrive import Letter, RedriveError, letter_at, read_letters, redrive
-from services.hall.ops_state import WATCHERS, get_ops, require
+from services.hall.ops_state import WATCHERS, get_ops, kafka_answers, require
 from services.hall.pages import Poster, Viewer, Who, page
 
 router = APIRouter()
@@ -29,7 +29,8 @@ def _matches(letter: Letter, stage: str, reason: str, resource: str) -> bool:
 
 
 def _render(request: Request, viewer: Viewer, stage="", reason="", resource="", done=""):
-    letters = list(read_letters(get_ops(request).settings))
+    with kafka_answers():
+        letters = list(read_letters(get_ops(request).settings))
     counts = Counter((x.stage, x.reason) for x in letters)
     shown = [x for x in letters if _matches(x, stage, reason, resource)][-SHOWN:][::-1]
     return page(
@@ -58,7 +59,8 @@ def redrive_letter(request: Request, viewer: Poster, offset: int) -> Response:
     require(viewer.actor, Role.AUTHORITY)
     settings = get_ops(request).settings
     try:
-        done = redrive(settings, letter_at(settings, offset), {})
+        with kafka_answers():
+            done = redrive(settings, letter_at(settings, offset), {})
     except RedriveError as exc:
         raise Refused(str(exc)) from exc
     return _render(request, viewer, done=f"{offset}: {done}")

@@ -9,16 +9,34 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from confluent_kafka import KafkaException
 from fastapi import APIRouter, FastAPI, Request
 
 from services.catalog.scorecard_watch import ScorecardWatch
-from services.catalog.workflow import Actor, Forbidden, Role
+from services.catalog.workflow import Actor, Forbidden, Role, WorkflowError
 from services.common.settings import Settings
 from services.hall.nav import WATCHERS as NAV_WATCHERS
 
 WATCHERS = tuple(sorted(NAV_WATCHERS))  # may see the whole bus's operation
+
+
+class Unavailable(WorkflowError):
+    """Kafka did not answer in time: the page says so (503), and a retry may work."""
+
+    status = 503
+
+
+@contextmanager
+def kafka_answers() -> Iterator[None]:
+    """Kafka that does not answer (a timeout, a broker away) becomes a 503 with the reason."""
+    try:
+        yield
+    except (TimeoutError, KafkaException) as exc:
+        raise Unavailable(f"Kafka did not answer: {exc}; try again shortly") from exc
 
 
 def require(actor: Actor, *roles: Role) -> None:

@@ -75,6 +75,7 @@ def test_a_bad_id_number_is_a_422_with_the_reason(world):
     browser.get("/audit/ledger")
     r = browser.post("/audit/ledger", {"id_number": "110101199003070000"})
     assert r.status_code == 422 and "not a valid resident ID number" in r.text
+    assert "110101199003070000" not in r.text  # not echoed
 
 
 def test_the_scorecard_page_shows_targets_and_who_is_below(world):
