@@ -15,7 +15,7 @@
     var td = document.createElement("td");
     var value = row[column];
     if (column === "fresh") {
-      value = value ? table.dataset.yes : table.dataset.no;
+      value = row.age_s === null ? table.dataset.none : value ? table.dataset.yes : table.dataset.no;
       td.className = row[column] ? "ok" : "problem";
     }
     td.textContent = value === null || value === undefined ? "-" : String(value);
