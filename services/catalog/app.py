@@ -30,16 +30,22 @@ from services.catalog.registry_api import create_registry_app
 from services.catalog.registry_auth import user_login
 from services.catalog.registry_metrics import instrument
 from services.catalog.registry_store import SchemaRegistryStore
+from services.catalog.scorecard_api import scorecard_router
+from services.catalog.scorecard_sources import DeadLetterTally, compute
+from services.catalog.scorecard_watch import ScorecardWatch
 from services.catalog.users import bootstrap_authority
 from services.catalog.workflow import SYSTEM, Calendar
 from services.common import grant_feed
 from services.common.feed import read_feed
 from services.common.private_files import write_private
 from services.common.settings import Settings, load_service_settings
+from services.common.sql import build_engine
 from services.common.topics import GRANTS
 from services.hall import PREFIX as HALL_PREFIX
 from services.hall.app import create_hall_app
 from services.hall.deliveries import DeliveryCounter
+from services.hall.ops_pages import OPS_ROUTERS
+from services.hall.ops_state import Ops, install_ops_pages
 
 log = logging.getLogger("govbus.catalog")
 EXPIRY_SWEEP_S = 30.0
@@ -51,6 +57,7 @@ def build_control_plane(settings: Settings, registry: SchemaRegistryStore) -> Co
         registry,
         Calendar(
             holidays=settings.holiday_dates,
+            workdays=settings.workday_dates,
             provider_days=settings.provider_due_days,
             authority_days=settings.authority_due_days,
         ),
@@ -88,33 +95,44 @@ def authority_token_file(settings: Settings) -> Path:
     return settings.data_dir / "authority.token"
 
 
+def scorecard_watch(settings: Settings, plane: ControlPlane) -> ScorecardWatch:
+    """The scorecard from the control store, the central store and Kafka, kept current."""
+    central, tally = build_engine(settings.central_store_url), DeadLetterTally()
+    return ScorecardWatch(
+        lambda now: compute(plane.store, central, settings, tally, now),
+        settings.scorecard_interval_s,
+    )
+
+
 def build_catalog_app(
     settings: Settings,
     registry: SchemaRegistryStore,
     plane: ControlPlane,
     relay: OutboxRelay,
     accounts: KafkaAccountSync,
+    scorecard: ScorecardWatch,
 ) -> tuple[FastAPI, IngestGateway]:
-    """The service's app: the registry, the control API with departments, HTTP push, and the
-    data hall (the web console) at /hall."""
+    """The service's app: the registry, the control API with departments and the scorecard,
+    HTTP push, and the data hall (the web console) at /hall."""
     app = create_registry_app(registry, user_login(settings, plane.store))
     metrics = CollectorRegistry()
     instrument(app, metrics)
+    metrics.register(scorecard)
     ingest = IngestGateway(settings, metrics)
     control = create_control_app(plane, relay, settings.preview_rate, ingest)
     control.include_router(departments_router(accounts))
+    control.include_router(scorecard_router(scorecard))
     app.mount("/api", control)
-    app.mount(
-        HALL_PREFIX,
-        create_hall_app(
-            plane,
-            control.state.previews,
-            relay,
-            settings.hall_secure_cookie,
-            settings.hall_session_idle_hours * 3600,
-            DeliveryCounter(settings),
-        ),
+    hall = create_hall_app(
+        plane,
+        control.state.previews,
+        relay,
+        settings.hall_secure_cookie,
+        settings.hall_session_idle_hours * 3600,
+        DeliveryCounter(settings),
     )
+    install_ops_pages(hall, Ops(settings, scorecard), OPS_ROUTERS)
+    app.mount(HALL_PREFIX, hall)
     return app, ingest
 
 
@@ -145,7 +163,8 @@ def main() -> None:
         settings.printable_url(settings.schema_store_url),
         settings.printable_url(settings.control_url),
     )
-    app, ingest = build_catalog_app(settings, registry, plane, relay, accounts)
+    scorecard = scorecard_watch(settings, plane).start()
+    app, ingest = build_catalog_app(settings, registry, plane, relay, accounts, scorecard)
     config = uvicorn.Config(
         app,
         host=settings.registry_host,
@@ -162,5 +181,6 @@ def main() -> None:
             ingest.close()
         relay.stop()
         accounts.stop()
+        scorecard.stop()
         registry.close()
         plane.store.close()

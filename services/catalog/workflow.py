@@ -16,6 +16,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 
+import chinese_calendar
 from pydantic import Field
 
 from services.common.catalog import (
@@ -79,17 +80,31 @@ class NotFound(WorkflowError):
 
 
 class Calendar(Strict):
-    """Working days: Monday to Friday, except the listed public holidays."""
+    """Working days as the State Council's schedule has them: holidays off, and the weekend
+    days moved to make up for them (调休) worked, from ``chinesecalendar`` for the years it
+    covers, Monday to Friday after that. ``holidays`` and ``workdays`` override both, for a
+    year the library does not know yet or a provincial decision."""
 
     holidays: frozenset[dt.date] = frozenset()
+    workdays: frozenset[dt.date] = frozenset()  # weekend days worked (调休)
     provider_days: int = Field(10, ge=1)  # the provider's answer to a request
     authority_days: int = Field(5, ge=1)  # the authority's activation of an approved grant
+
+    def is_working_day(self, day: dt.date) -> bool:
+        if day in self.holidays:
+            return False
+        if day in self.workdays:
+            return True
+        try:
+            return chinese_calendar.is_workday(day)
+        except NotImplementedError:  # a year the schedule is not published for yet
+            return day.weekday() < 5
 
     def add_working_days(self, start: dt.date, days: int) -> dt.date:
         day, left = start, days
         while left > 0:
             day += dt.timedelta(days=1)
-            if day.weekday() < 5 and day not in self.holidays:
+            if self.is_working_day(day):
                 left -= 1
         return day
 

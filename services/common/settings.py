@@ -22,6 +22,11 @@ DEMO_REGISTRY_PASSWORD = "govbus-demo-registry-password"
 DEMO_AUDIT_KEY = "govbus-demo-audit-key-change-me"
 
 
+def _dates(value: str) -> frozenset[dt.date]:
+    """Comma-separated ISO dates; a bad one raises ValueError naming it."""
+    return frozenset(dt.date.fromisoformat(d.strip()) for d in value.split(",") if d.strip())
+
+
 class ConfigError(RuntimeError):
     """A setting or config file is wrong; the message names the key."""
 
@@ -61,6 +66,10 @@ class Settings(BaseSettings):
     provider_due_days: int = Field(10, ge=1)
     authority_due_days: int = Field(5, ge=1)
     holidays: str = Field("", description="comma-separated dates, e.g. 2026-10-01,2026-10-02")
+    # Weekend days worked to make up for a holiday (调休), for years chinesecalendar lacks.
+    workdays: str = Field("", description="comma-separated dates, e.g. 2027-02-06")
+    # How often the catalog service computes the scorecard (govbus_scorecard_*, /api/scorecard).
+    scorecard_interval_s: float = Field(60.0, gt=0)
     catalog_dir: Path = REPO_ROOT / "deploy" / "catalog"
     grants_dir: Path = REPO_ROOT / "deploy" / "grants"
     schemas_dir: Path = REPO_ROOT / "schemas" / "avro"
@@ -153,18 +162,19 @@ class Settings(BaseSettings):
 
         return make_url(url).render_as_string(hide_password=True)
 
-    @field_validator("holidays")
+    @field_validator("holidays", "workdays")
     @classmethod
-    def _holidays_are_dates(cls, value: str) -> str:
-        for day in filter(None, (d.strip() for d in value.split(","))):
-            dt.date.fromisoformat(day)
+    def _are_dates(cls, value: str) -> str:
+        _dates(value)
         return value
 
     @property
     def holiday_dates(self) -> frozenset[dt.date]:
-        return frozenset(
-            dt.date.fromisoformat(d.strip()) for d in self.holidays.split(",") if d.strip()
-        )
+        return _dates(self.holidays)
+
+    @property
+    def workday_dates(self) -> frozenset[dt.date]:
+        return _dates(self.workdays)
 
     @property
     def connect_url(self) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from services.catalog.workflow import Role
 
 EVERYONE = frozenset(Role)
+WATCHERS = frozenset({Role.AUTHORITY, Role.OPS})  # the operations pages
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,10 @@ NAV: list[NavItem] = [
     NavItem("/catalog", "nav.catalog"),
     NavItem("/grants", "nav.grants"),
     NavItem("/inbox", "nav.inbox", frozenset({Role.PROVIDER, Role.AUTHORITY})),
+    NavItem("/flow", "nav.flow", WATCHERS),
+    NavItem("/deadletters", "nav.deadletters", WATCHERS),
+    NavItem("/audit", "nav.audit", WATCHERS),
+    NavItem("/scorecard", "nav.scorecard", WATCHERS),
 ]
 
 

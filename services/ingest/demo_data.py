@@ -256,6 +256,11 @@ class DemoFeed:
         for _ in range(n):
             yield self.next_change()
 
+    def random_live(self, resource: str, u: float) -> dict[str, Any] | None:
+        """The live record of ``resource`` that ``u`` (in [0, 1)) picks, or None (read-only)."""
+        live = self._live[resource]
+        return live.records[live.pick(u)] if live else None
+
     def live_records(self, resource: str) -> Mapping[str, dict[str, Any]]:
         """Read-only view of the live records of a resource, by key (do not mutate them)."""
         return MappingProxyType(self._live[resource].records)

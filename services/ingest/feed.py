@@ -1,4 +1,5 @@
-"""The demo provider feed: realistic changes from three departments, published on the bus."""
+"""The demo provider feed: realistic changes from three departments and two utilities (social
+data), published on the bus."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ from services.common.schemas import source_schema
 from services.common.serde import AvroCodec
 from services.common.settings import Settings, load_service_settings
 from services.common.topics import CATALOG
-from services.ingest.demo_data import RESOURCES, DemoFeed
+from services.ingest.demo_data import DemoFeed
+from services.ingest.demo_utilities import DEMO_RESOURCES, MixedFeed, live_feed
 from services.ingest.publisher import Change, ChangePublisher
 
 log = logging.getLogger("govbus.ingest")
@@ -105,7 +107,7 @@ def to_change(demo) -> Change:
 def run_feed(
     publisher: ChangePublisher,
     producer,
-    feed: DemoFeed,
+    feed: DemoFeed | MixedFeed,
     events: int | None,
     rate: float | None,
     should_stop=lambda: False,
@@ -158,10 +160,10 @@ def main(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
     seed = args.seed if args.seed is not None else int(time.time())
     log.info("demo feed up: seed %d, %s/s, metrics on :%d", seed, args.rate or "max", port)
-    missing = wait_for_resources(publisher, RESOURCES, 60.0, lambda: bool(stopping))
+    missing = wait_for_resources(publisher, DEMO_RESOURCES, 60.0, lambda: bool(stopping))
     if missing:
         log.warning("not in the catalog after 60 s (their changes go to the DLQ): %s", missing)
-    feed = DemoFeed(seed=seed, invalid_rate=args.invalid_rate, start_ms=int(time.time() * 1000))
+    feed = live_feed(seed, args.invalid_rate)
     sent = run_feed(
         publisher, producer, feed, args.events, args.rate or None, lambda: bool(stopping)
     )

@@ -22,7 +22,9 @@ from services.common.feed import read_feed
 from services.common.settings import Settings
 from services.common.topics import CATALOG
 from services.ingest.adapters.provider_tables import change_sql, table_ddl
-from services.ingest.demo_data import RESOURCES, Change, DemoFeed
+from services.ingest.demo_data import Change, DemoFeed
+from services.ingest.demo_utilities import DEMO_RESOURCES as RESOURCES
+from services.ingest.demo_utilities import MixedFeed, live_feed
 
 log = logging.getLogger("govbus.ingest")
 
@@ -55,7 +57,7 @@ def write_change(
 def write_feed(
     conn: psycopg.Connection,
     records: dict[str, CatalogRecord],
-    feed: DemoFeed,
+    feed: DemoFeed | MixedFeed,
     events: int | None,
     rate: float | None,
     should_stop: Callable[[], bool] = lambda: False,
@@ -105,7 +107,7 @@ def main(args: argparse.Namespace, settings: Settings) -> None:
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
     records = demo_records(settings)
     seed = args.seed if args.seed is not None else int(time.time())
-    feed = DemoFeed(seed=seed, invalid_rate=args.invalid_rate, start_ms=int(time.time() * 1000))
+    feed = live_feed(seed, args.invalid_rate)
     with psycopg.connect(pg_url(args.sql), autocommit=True) as conn:
         create_tables(conn, [records[r] for r in RESOURCES])
         log.info("demo feed writing SQL into %s: seed %d, %s/s", args.sql, seed, args.rate)

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from services.catalog.registry_metrics import instrument
+from services.catalog.scorecard_watch import families
 from services.common.metrics import BusMetrics
 from services.common.settings import Settings
 from services.ingest import publisher
@@ -99,6 +100,7 @@ def known_metrics(lag_samples: list[Any]) -> set[str]:
         "registry": exposed_names(reg),
         "lag": lag_names,
         "adapters": exposed_names(adapters),
+        "scorecard": {family.name for family in families(None)},
     }
     for source, names in sources.items():
         assert names, f"no metrics derived from {source}"

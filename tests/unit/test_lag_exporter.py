@@ -79,7 +79,7 @@ def test_topics_follow_the_catalog_within_the_source_pattern():
         for rid, e in catalog().items()
     }
     follower.queued.update(records)
-    assert topics() == {r.topic for r in records.values() if r.resource.provider != "hrss"}
+    assert topics() == {r.topic for r in records.values() if r.resource.provider in ("psb", "samr")}
     psb = next(rid for rid in records if rid.startswith("psb."))
     # An unreadable record stops the resource, not the watch on its topic's lag.
     follower.queued[psb] = Unreadable(psb, 3, "bad")

@@ -79,12 +79,22 @@ def test_working_days_skip_weekends_and_holidays():
     assert fresh_case().step_due == CAL.add_working_days(NOW.date(), CAL.provider_days)
 
 
+def test_working_days_follow_the_official_schedule_with_its_make_up_days():
+    # National Day 2026: 1-7 October off, Saturday 10 October worked (调休).
+    assert CAL.add_working_days(dt.date(2026, 9, 30), 1) == dt.date(2026, 10, 8)
+    assert CAL.add_working_days(dt.date(2026, 10, 9), 1) == dt.date(2026, 10, 10)
+    # A year the library has no schedule for: Monday to Friday, plus what settings say.
+    assert CAL.add_working_days(dt.date(2099, 1, 2), 1) == dt.date(2099, 1, 5)
+    told = Calendar(workdays=frozenset({dt.date(2099, 1, 3)}))
+    assert told.add_working_days(dt.date(2099, 1, 2), 1) == dt.date(2099, 1, 3)
+
+
 @given(start=st.dates(dt.date(2020, 1, 1), dt.date(2035, 1, 1)), days=st.integers(1, 60))
 def test_a_due_date_is_a_working_day_exactly_n_working_days_later(start, days):
     due = CAL.add_working_days(start, days)
-    assert due.weekday() < 5
+    assert CAL.is_working_day(due)
     span = [start + dt.timedelta(days=i) for i in range(1, (due - start).days + 1)]
-    assert sum(d.weekday() < 5 for d in span) == days
+    assert sum(CAL.is_working_day(d) for d in span) == days
 
 
 def test_overdue_and_expired_lists():
