@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from services.audit_ledger import pseudonyms, shares_of, valid_id_number
 from services.common.audit import share_record
+from services.common.idnumbers import make_resident_id, resident_id_valid
 from services.common.masking import consumer_key, hmac_value
 
 SECRET = b"a-test-master-secret-of-32-bytes"
@@ -39,3 +42,11 @@ def test_the_id_number_is_checked_and_compacted():
     assert valid_id_number("110105 19491231 002x") == X
     with pytest.raises(ValueError, match="not a valid resident ID"):
         valid_id_number("110105194912310021")
+
+
+def test_a_resident_of_a_re_coded_district_is_accepted_like_at_ingest():
+    """蜀山区 (340104) dates from 2002; a resident born in 1980 registered there is real, and
+    ingest accepts the number, so the ledger must find them too."""
+    number = make_resident_id("340104", dt.date(1980, 5, 1), 11)
+    assert resident_id_valid(number)
+    assert valid_id_number(number) == number
