@@ -26,7 +26,10 @@ def listed(page: str) -> list[str]:
         ("q=ENTERPRISE", ["samr.enterprise_registration"]),
         ("provider=hrss", ["hrss.social_insurance_enrolment"]),
         ("share_type=unconditional", ["samr.enterprise_registration"]),
-        ("category=social", []),
+        (
+            "category=social",
+            ["gas.gas_payment", "power.electricity_payment", "water.water_payment"],
+        ),
         ("q=人口&provider=samr", []),
     ],
 )
