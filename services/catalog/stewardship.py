@@ -59,3 +59,15 @@ def resource_problem(actor: Actor, provider: str) -> str | None:
 def is_steward(actor: Actor) -> bool:
     """Whether the actor has the department page (部门管理) of the data hall."""
     return actor.role is Role.AUTHORITY or actor.representative
+
+
+def department_page_problem(actor: Actor, department: str) -> str | None:
+    """May ``actor`` manage ``department`` in the data hall (部门管理)? The authority any
+    department, its representative its own."""
+    if actor.role is Role.AUTHORITY or (actor.representative and actor.department == department):
+        return None
+    if actor.representative:
+        return f"{actor.user} represents {actor.department}, not {department}"
+    return (
+        f"{actor.user} is no department's chief representative; the authority manages {department}"
+    )
