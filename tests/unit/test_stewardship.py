@@ -120,8 +120,8 @@ def test_a_consumer_representative_edits_its_departments_resources_only(api):
     assert r.status_code == 200, r.text
 
 
-def test_a_store_made_before_representatives_gains_the_column(tmp_path):
-    url = f"sqlite:///{tmp_path / 'old.db'}"
+def test_a_store_made_before_representatives_gains_the_column(store_url):
+    url = store_url  # SQLite and PostgreSQL
     store = ControlStore(url)
     with store.transaction() as conn:
         store.add_user(conn, "li", "psb", Role.PROVIDER)
