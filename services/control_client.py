@@ -131,6 +131,7 @@ def _whoami(args):
 
 def _user_add(args):
     body = {"name": args.name, "department": args.department, "role": args.role}
+    body["representative"] = args.representative
     made = _call(args, "POST", "/users", body)
     print(made["token"] if not args.json else json.dumps(made))
 
@@ -145,6 +146,11 @@ def _user_rotate_token(args):
 def _user_remove(args):
     _call(args, "DELETE", f"/users/{args.name}")
     print(f"{args.name} removed; its token no longer works")
+
+
+def _user_appoint(args):
+    body = {"representative": not args.dismiss}
+    _print(args, _call(args, "PUT", f"/users/{args.name}/representative", body))
 
 
 def _user_list(args):
@@ -292,15 +298,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         return p
 
     command(sub, "whoami", _whoami, "the user the token belongs to")
-    user = sub.add_parser("user", help="users and their tokens (authority)").add_subparsers(
-        dest="user_command", required=True
-    )
+    user = sub.add_parser(
+        "user", help="users and their tokens (authority; its department's: a representative)"
+    ).add_subparsers(dest="user_command", required=True)
     p = command(user, "add", _user_add, "create a user (or re-issue its token); prints the token")
     p.add_argument("name")
     p.add_argument("--department", required=True)
     p.add_argument("--role", required=True, choices=["provider", "consumer", "authority", "ops"])
+    p.add_argument("--representative", action="store_true", help="its department's 首席代表")
+    p = command(user, "appoint", _user_appoint, "make a user its department's representative")
+    p.add_argument("name")
+    p.add_argument("--dismiss", action="store_true", help="no longer the representative")
     command(
-        user, "rotate-token", _user_rotate_token, "issue a new token (your own; any: authority)"
+        user,
+        "rotate-token",
+        _user_rotate_token,
+        "issue a new token (your own; others: authority, representative)",
     ).add_argument("name")
     command(user, "list", _user_list, "every user")
     command(user, "remove", _user_remove, "delete a user and its token").add_argument("name")

@@ -44,6 +44,7 @@ from services.common.topics import GRANTS
 from services.hall import PREFIX as HALL_PREFIX
 from services.hall.app import create_hall_app
 from services.hall.deliveries import DeliveryCounter
+from services.hall.department_pages import use_account_sync
 from services.hall.ops_pages import OPS_ROUTERS
 from services.hall.ops_state import Ops, install_ops_pages
 
@@ -132,6 +133,7 @@ def build_catalog_app(
         DeliveryCounter(settings),
     )
     install_ops_pages(hall, Ops(settings, scorecard), OPS_ROUTERS)
+    use_account_sync(hall, accounts)
     app.mount(HALL_PREFIX, hall)
     return app, ingest
 

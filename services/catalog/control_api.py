@@ -25,7 +25,14 @@ from services.catalog.control_plane import ControlPlane
 from services.catalog.ingest_gateway import IngestGateway, IngestUnavailable, UnknownResource
 from services.catalog.outbox_relay import OutboxRelay
 from services.catalog.preview_limit import PreviewLimiter, TooManyPreviews
-from services.catalog.users import Unauthenticated, add_user, remove_user, rotate_token, token_actor
+from services.catalog.users import (
+    Unauthenticated,
+    add_user,
+    appoint,
+    remove_user,
+    rotate_token,
+    token_actor,
+)
 from services.catalog.workflow import (
     Action,
     Actor,
@@ -71,6 +78,11 @@ class NewUser(BaseModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9_.-]*$", max_length=NAME_MAX)
     department: str = Field(pattern=CODE, max_length=NAME_MAX)
     role: Role
+    representative: bool = False  # the department's chief representative (首席代表)
+
+
+class Appointment(BaseModel):
+    representative: bool
 
 
 class ResourceBody(BaseModel):
@@ -167,18 +179,28 @@ def create_control_app(
 
     @app.get("/users")
     def users(actor: Who, plane: Plane) -> list[Actor]:
+        """Everyone to the authority and ops; its own department to a representative."""
+        if actor.representative:
+            return [u for u in plane.store.users() if u.department == actor.department]
         _require(actor, Role.AUTHORITY, Role.OPS)
         return plane.store.users()
 
     @app.post("/users", status_code=201)
     def new_user(body: NewUser, actor: Who, plane: Plane) -> IssuedTokenReply:
-        issued = add_user(plane.store, actor, body.name, body.department, body.role)
+        issued = add_user(
+            plane.store, actor, body.name, body.department, body.role, body.representative
+        )
         return IssuedTokenReply(name=body.name, **issued._asdict())
 
     @app.post("/users/{name}/token")
     def new_token(name: str, actor: Who, plane: Plane) -> IssuedTokenReply:
         """Rotate a token: the old one is refused from now on."""
         return IssuedTokenReply(name=name, **rotate_token(plane.store, actor, name)._asdict())
+
+    @app.put("/users/{name}/representative")
+    def representative(name: str, body: Appointment, actor: Who, plane: Plane) -> Actor:
+        """Appoint (or dismiss) a department's chief representative: the authority only."""
+        return appoint(plane.store, actor, name, body.representative)
 
     @app.delete("/users/{name}", status_code=204)
     def delete_user(name: str, actor: Who, plane: Plane) -> None:

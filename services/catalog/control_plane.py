@@ -27,6 +27,7 @@ from services.catalog.control_store import ControlStore, Resource, grant_record
 from services.catalog.kafka_accounts import owe_department_account
 from services.catalog.outbox import RecordTooLarge
 from services.catalog.registry_store import SchemaRegistryStore
+from services.catalog.stewardship import resource_problem
 from services.catalog.subjects import (
     check_subjects,
     check_value_change,
@@ -253,14 +254,8 @@ class ControlPlane:
     def put_resource(
         self, actor: Actor, entry: CatalogEntry, schema: dict[str, Any] | None
     ) -> Resource:
-        if actor.role not in (Role.AUTHORITY, Role.PROVIDER):
-            raise Forbidden(
-                f"{actor.user} is {actor.role}; only the authority or a provider edits the catalog"
-            )
-        if actor.role is Role.PROVIDER and actor.department != entry.provider:
-            raise Forbidden(
-                f"{actor.user} of {actor.department} may not edit resources of {entry.provider}"
-            )
+        if problem := resource_problem(actor, entry.provider):
+            raise Forbidden(problem)
         with self.store.transaction() as conn:
             before = self.store.get_resource(conn, entry.resource_id)
             if schema is None:

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     Integer,
@@ -60,6 +61,8 @@ users = Table(
     Column("token_sha256", String, nullable=False, unique=True),
     # After this instant the token is refused; rotating it issues a new one.
     Column("token_expires_at", DateTime(timezone=True)),
+    # The department's chief representative (首席代表), appointed by the authority.
+    Column("representative", Boolean, nullable=False, default=False),
 )
 resources = Table(
     "resources",
@@ -96,6 +99,15 @@ changes = Table(
 
 def _resource(row: Any) -> Resource:
     return Resource(CatalogEntry.model_validate(row.entry), row.value_schema, row.schema_version)
+
+
+def _actor(row: Any) -> Actor:
+    return Actor(
+        user=row.name,
+        department=row.department,
+        role=row.role,
+        representative=bool(row.representative),
+    )
 
 
 def token_digest(token: str) -> str:
@@ -161,6 +173,8 @@ class ControlStore:
         if self._add_column("users", "token_expires_at", expiry):
             with self._engine.begin() as conn:
                 conn.execute(users.update().values(token_expires_at=self._token_expiry()))
+        # Stores made before representatives: nobody is one.
+        self._add_column("users", "representative", "BOOLEAN NOT NULL DEFAULT FALSE")
         # Stores made before passwords rotated: every account is at its first password.
         self._add_column("kafka_accounts", "generation", "INTEGER NOT NULL DEFAULT 0")
 
@@ -264,7 +278,13 @@ class ControlStore:
             return self.departments_in(conn)
 
     def add_user(
-        self, conn: Connection, name: str, department: str, role: Role, token: str | None = None
+        self,
+        conn: Connection,
+        name: str,
+        department: str,
+        role: Role,
+        token: str | None = None,
+        representative: bool = False,
     ) -> IssuedToken:
         """Create (or re-issue) a user's token; the clear token is returned only here."""
         issued = IssuedToken(token or secrets.token_urlsafe(24), self._token_expiry())
@@ -274,6 +294,7 @@ class ControlStore:
                 name=name,
                 department=department,
                 role=role.value,
+                representative=representative,
                 token_sha256=token_digest(issued.token),
                 token_expires_at=issued.expires_at,
             )
@@ -291,6 +312,16 @@ class ControlStore:
         return issued if changed else None
 
     @staticmethod
+    def set_representative(conn: Connection, name: str, representative: bool) -> bool:
+        query = users.update().where(users.c.name == name)
+        return conn.execute(query.values(representative=representative)).rowcount > 0
+
+    @staticmethod
+    def user_in(conn: Connection, name: str) -> Actor | None:
+        row = conn.execute(select(users).where(users.c.name == name)).first()
+        return None if row is None else _actor(row)
+
+    @staticmethod
     def remove_user(conn: Connection, name: str) -> bool:
         return conn.execute(users.delete().where(users.c.name == name)).rowcount > 0
 
@@ -305,12 +336,12 @@ class ControlStore:
         expires_at = row.token_expires_at
         if expires_at.tzinfo is None:  # SQLite keeps no zone; the store writes UTC
             expires_at = expires_at.replace(tzinfo=dt.UTC)
-        return Actor(user=row.name, department=row.department, role=row.role), expires_at
+        return _actor(row), expires_at
 
     def users(self) -> list[Actor]:
         with self.reading() as conn:
             rows = conn.execute(select(users).order_by(users.c.name)).all()
-        return [Actor(user=r.name, department=r.department, role=r.role) for r in rows]
+        return [_actor(r) for r in rows]
 
     def has_users(self) -> bool:
         with self.reading() as conn:

@@ -15,7 +15,8 @@ from sqlalchemy.engine import Connection
 from services.catalog import kafka_accounts
 from services.catalog.control_store import ControlStore
 from services.catalog.kafka_acls import account_name, system_name_problem, system_of
-from services.catalog.workflow import Actor, Conflict, Forbidden, NotFound, Refused, Role
+from services.catalog.stewardship import account_problem
+from services.catalog.workflow import Actor, Conflict, Forbidden, NotFound, Refused
 
 
 def _now() -> dt.datetime:
@@ -24,10 +25,8 @@ def _now() -> dt.datetime:
 
 def check_access(store: ControlStore, actor: Actor, code: str) -> None:
     """The authority, or the department's own users, may see and manage its Kafka access."""
-    if actor.role is not Role.AUTHORITY and actor.department != code:
-        raise Forbidden(
-            f"{actor.user} of {actor.department} may not see the Kafka access of {code}"
-        )
+    if problem := account_problem(actor, code):
+        raise Forbidden(problem)
     if code not in store.departments():
         raise NotFound(f"no department {code!r}")
 

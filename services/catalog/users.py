@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+from sqlalchemy.engine import Connection
+
 from services.catalog.control_store import ControlStore, IssuedToken
+from services.catalog.stewardship import STAFF_ROLES, is_steward, user_problem
 from services.catalog.workflow import Actor, Forbidden, NotFound, Refused, Role
 
 
@@ -43,13 +46,27 @@ def bootstrap_authority(store: ControlStore, token: str | None) -> str | None:
 
 def _require_authority(actor: Actor) -> None:
     if actor.role is not Role.AUTHORITY:
-        raise Forbidden(f"{actor.user} is {actor.role}; only the authority manages users")
+        raise Forbidden(
+            f"{actor.user} is {actor.role}; only the authority appoints representatives"
+        )
+
+
+def _check(actor: Actor, target: Actor) -> None:
+    if problem := user_problem(actor, target.department, target.role, target.representative):
+        raise Forbidden(problem)
 
 
 def add_user(
-    store: ControlStore, actor: Actor, name: str, department: str, role: Role
+    store: ControlStore,
+    actor: Actor,
+    name: str,
+    department: str,
+    role: Role,
+    representative: bool = False,
 ) -> IssuedToken:
-    _require_authority(actor)
+    """A new user (or a new token for the same name): by the authority, or by a department's
+    representative for its own provider and consumer staff (stewardship.py)."""
+    _check(actor, Actor(user=name, department=department, role=role, representative=representative))
     if (
         role is not Role.AUTHORITY
         and department not in store.departments()
@@ -57,25 +74,49 @@ def add_user(
     ):
         raise Refused(f"department: unknown department {department!r}")
     with store.transaction() as conn:
-        issued = store.add_user(conn, name, department, role)
-        store.log(
-            conn,
-            actor.user,
-            "user",
-            name,
-            "issue-token",
-            None,
-            {"department": department, "role": role.value},
-            _now(),
-        )
+        if (before := store.user_in(conn, name)) is not None:
+            _check(actor, before)  # re-issuing replaces that user
+        issued = store.add_user(conn, name, department, role, representative=representative)
+        after = {"department": department, "role": role.value, "representative": representative}
+        store.log(conn, actor.user, "user", name, "issue-token", None, after, _now())
     return issued
 
 
-def rotate_token(store: ControlStore, actor: Actor, name: str) -> IssuedToken:
-    """A new token for ``name``: the authority rotates anyone's, a user only its own."""
-    if actor.role is not Role.AUTHORITY and actor.user != name:
-        raise Forbidden(f"{actor.user} may rotate only its own token; the authority rotates others")
+def appoint(store: ControlStore, actor: Actor, name: str, representative: bool) -> Actor:
+    """Make ``name`` its department's chief representative, or no longer: the authority only."""
+    _require_authority(actor)
     with store.transaction() as conn:
+        user = store.user_in(conn, name)
+        if user is None:
+            raise NotFound(f"no user {name!r}")
+        if representative and user.role not in STAFF_ROLES:
+            raise Refused(f"a representative is a provider or consumer; {name} is {user.role}")
+        store.set_representative(conn, name, representative)
+        action = "appoint" if representative else "dismiss"
+        store.log(
+            conn, actor.user, "user", name, action, None, {"representative": representative}, _now()
+        )
+    return user.model_copy(update={"representative": representative})
+
+
+def _target(conn: Connection, store: ControlStore, actor: Actor, name: str) -> Actor:
+    if not is_steward(actor):  # refused before saying whether the user exists
+        raise Forbidden(
+            f"{actor.user} may manage only its own token; the authority or the department's "
+            "representative manages others"
+        )
+    user = store.user_in(conn, name)
+    if user is None:
+        raise NotFound(f"no user {name!r}")
+    return user
+
+
+def rotate_token(store: ControlStore, actor: Actor, name: str) -> IssuedToken:
+    """A new token for ``name``: a user rotates its own; the authority anyone's, a
+    representative its department's staff."""
+    with store.transaction() as conn:
+        if actor.user != name:
+            _check(actor, _target(conn, store, actor, name))
         issued = store.rotate_token(conn, name)
         if issued is None:
             raise NotFound(f"no user {name!r}")
@@ -86,10 +127,9 @@ def rotate_token(store: ControlStore, actor: Actor, name: str) -> IssuedToken:
 
 def remove_user(store: ControlStore, actor: Actor, name: str) -> None:
     """Delete a user: its token stops working at once."""
-    _require_authority(actor)
     if name == actor.user:
-        raise Refused("an authority user cannot remove itself")
+        raise Refused(f"{actor.user} cannot remove itself")
     with store.transaction() as conn:
-        if not store.remove_user(conn, name):
-            raise NotFound(f"no user {name!r}")
+        _check(actor, _target(conn, store, actor, name))
+        store.remove_user(conn, name)
         store.log(conn, actor.user, "user", name, "remove", None, None, _now())

@@ -48,6 +48,9 @@ class Actor(Strict):
     user: str
     department: str
     role: Role
+    # The department's chief representative (首席代表): keeps the role, and manages the
+    # department's users and accounts (stewardship.py); set by the authority only.
+    representative: bool = False
 
 
 SYSTEM = Actor(user="system", department="authority", role=Role.AUTHORITY)

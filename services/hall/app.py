@@ -21,7 +21,14 @@ from services.catalog.control_plane import ControlPlane
 from services.catalog.outbox_relay import OutboxRelay
 from services.catalog.preview_limit import PreviewLimiter, TooManyPreviews
 from services.catalog.workflow import WorkflowError
-from services.hall import catalog_pages, grant_pages, inbox_pages, login_pages, request_pages
+from services.hall import (
+    catalog_pages,
+    department_pages,
+    grant_pages,
+    inbox_pages,
+    login_pages,
+    request_pages,
+)
 from services.hall.csrf import CsrfRefused
 from services.hall.deliveries import DeliveryCounter
 from services.hall.listing import ResourceCache
@@ -39,6 +46,7 @@ from services.hall.sessions import SessionStore
 
 STATIC = Path(__file__).parent / "static"
 PAGE_ROUTERS: list[APIRouter] = [
+    department_pages.router,
     login_pages.router,
     catalog_pages.router,
     request_pages.router,

@@ -6,11 +6,15 @@ Templates call ``t('catalog.count', n=3)``; a key missing from a language shows 
 
 from __future__ import annotations
 
+from services.hall.messages_department import DEPT_EN, DEPT_ZH
 from services.hall.messages_en import EN
 from services.hall.messages_ops import OPS_EN, OPS_ZH
 from services.hall.messages_zh import ZH
 
-CATALOGUES: dict[str, dict[str, str]] = {"zh": {**ZH, **OPS_ZH}, "en": {**EN, **OPS_EN}}
+CATALOGUES: dict[str, dict[str, str]] = {
+    "zh": {**ZH, **OPS_ZH, **DEPT_ZH},
+    "en": {**EN, **OPS_EN, **DEPT_EN},
+}
 
 
 class Translator:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.catalog.workflow import Role
+from services.catalog.workflow import Actor, Role
 
 EVERYONE = frozenset(Role)
 WATCHERS = frozenset({Role.AUTHORITY, Role.OPS})  # the operations pages
@@ -19,6 +19,7 @@ class NavItem:
     path: str  # under the hall's prefix
     label: str  # message key (i18n.py)
     roles: frozenset[Role] = EVERYONE
+    representatives: bool = False  # also shown to a department's chief representative
 
 
 NAV: list[NavItem] = [
@@ -29,8 +30,13 @@ NAV: list[NavItem] = [
     NavItem("/deadletters", "nav.deadletters", WATCHERS),
     NavItem("/audit", "nav.audit", WATCHERS),
     NavItem("/scorecard", "nav.scorecard", WATCHERS),
+    NavItem("/department", "nav.department", frozenset({Role.AUTHORITY}), representatives=True),
 ]
 
 
-def nav_for(role: Role) -> list[NavItem]:
-    return [item for item in NAV if role in item.roles]
+def nav_for(actor: Actor) -> list[NavItem]:
+    return [
+        item
+        for item in NAV
+        if actor.role in item.roles or (item.representatives and actor.representative)
+    ]

@@ -127,7 +127,7 @@ def render(
         "t": translator(lang),
         "lang": lang,
         "actor": actor,
-        "nav": nav_for(actor.role) if actor else [],
+        "nav": nav_for(actor) if actor else [],
         "csrf_token": session.csrf if session else "",
         "base": base_path(request),
         "path": request.url.path,
