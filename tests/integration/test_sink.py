@@ -26,7 +26,7 @@ from services.common.kafka_clients import (
     make_producer,
     source_topic_spec,
 )
-from services.common.lag import group_lag
+from services.common.lag import committed_offsets, group_lag, partitions_of
 from services.common.metrics import BusMetrics
 from services.common.registry_client import make_registry_client
 from services.common.schemas import envelope_schema, source_schema
@@ -36,6 +36,7 @@ from services.common.topic_reader import end_offsets, read_range
 from services.common.topics import CATALOG, DLQ, value_subject
 from services.ingest.demo_data import DemoFeed
 from services.sink.app import StoreSink, build_sink
+from tests.integration.conftest import wait_until
 from tests.integration.seed import file_records, publish_records
 
 
@@ -282,9 +283,19 @@ def test_offsets_are_committed_only_after_the_batch_is_written(bus, tmp_path):
 
 
 def recreate_topic(settings: Settings, topic: str) -> None:
+    """Delete and create ``topic`` again, once the sink's group has lost its offsets on it."""
     admin = make_admin(settings)
+    partitions = partitions_of(admin, lambda t: t == topic, 10)
     for future in admin.delete_topics([topic], operation_timeout=30).values():
         future.result()
+
+    # The group coordinator drops a deleted topic's committed offsets a little after the
+    # delete; a sink starting before that resumes the new partitions at the old offsets.
+    def forgotten() -> bool:
+        found = committed_offsets(admin, settings.sink_group, partitions, 10)
+        return all(offset < 0 for offset in found.values())
+
+    wait_until(forgotten, 60, f"the sink group's offsets on deleted {topic} dropped")
     deadline = time.monotonic() + 60
     while True:  # the broker takes a moment to forget a deleted topic
         try:
