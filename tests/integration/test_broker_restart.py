@@ -100,6 +100,14 @@ def start_lag_exporter(bus: Bus) -> None:
     wait_until(answers, 60, "lag exporter")
 
 
+def lags_are(settings: Settings, want: dict[tuple[str, str], float]) -> bool:
+    """The exporter is up and reports ``want``; other catalog topics (the demo's resources
+    nobody published to here) may be reported too, with nothing behind."""
+    up, lags = scrape_lag(settings)
+    others = {k: v for k, v in lags.items() if k not in want}
+    return up == 1 and {k: lags.get(k) for k in want} == want and not any(others.values())
+
+
 def wanted_lags(counts: dict[str, int]) -> dict[tuple[str, str], float]:
     # Neither group has committed anything: every message of a topic is lag.
     return {(svc, t): float(n) for svc in ("router", "sink") for t, n in counts.items()}
@@ -110,7 +118,7 @@ def test_the_lag_exporter_answers_again_after_a_broker_restart(private_bus: Bus,
     counts = publish_counted(s, tagged_changes(private_bus.tag, 60, seed=61))
     assert len(counts) == 3
     start_lag_exporter(private_bus)
-    wait_until(lambda: scrape_lag(s) == (1, wanted_lags(counts)), 30, "lags before the restart")
+    wait_until(lambda: lags_are(s, wanted_lags(counts)), 30, "lags before the restart")
 
     broker.stop()
     began = time.monotonic()
@@ -122,7 +130,7 @@ def test_the_lag_exporter_answers_again_after_a_broker_restart(private_bus: Bus,
 
     broker.start()
     restarted = time.monotonic()
-    wait_until(lambda: scrape_lag(s) == (1, wanted_lags(counts)), 60, "lags after the restart")
+    wait_until(lambda: lags_are(s, wanted_lags(counts)), 60, "lags after the restart")
     print(f"lag exporter answered again {time.monotonic() - restarted:.2f}s after the restart")
     private_bus.processes.check_alive()
 
@@ -144,9 +152,7 @@ def test_the_lag_exporter_answers_again_after_a_broker_restart(private_bus: Bus,
     ]
     more = publish_counted(s, moved)
     assert more == {added.topic: len(moved)}
-    wait_until(
-        lambda: scrape_lag(s) == (1, wanted_lags({**counts, **more})), 30, "the new topic's lag"
-    )
+    wait_until(lambda: lags_are(s, wanted_lags({**counts, **more})), 30, "the new topic's lag")
 
 
 def metric_totals(port: int) -> dict[str, float]:
@@ -205,11 +211,13 @@ def test_every_process_outlives_a_broker_restart_under_a_running_feed(private_bu
             assert store.stored_event_ids(resource, ids) == set(ids), resource
     finally:
         store.close()
-    for topic, want in expected(s, published).items():
+    deliveries = {t: want for t, want in expected(s, published).items() if want}
+    assert len(deliveries) >= 3  # the grants on what this feed publishes (not the utilities')
+    for topic, want in deliveries.items():
         got = {v["event_id"] for _, v in decode_all(s, read_topics(s, [topic]))}
-        assert want and got == want, f"{topic}: missing {len(want - got)}"
+        assert got == want, f"{topic}: missing {len(want - got)}"
 
     # The lag exporter answers with real figures: up, every source topic, nothing behind.
     topics = {"gov.{}.{}".format(*p.change.resource.split(".")) for p in published}
     drained = {(svc, t): 0.0 for svc in ("router", "sink") for t in topics}
-    wait_until(lambda: scrape_lag(s) == (1, drained), 30, "lag exporter figures after the restart")
+    wait_until(lambda: lags_are(s, drained), 30, "lag exporter figures after the restart")

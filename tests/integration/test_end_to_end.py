@@ -14,7 +14,7 @@ from tests.integration.flow import (
     decode_all,
     demo_changes,
     expected,
-    plans,
+    fed_plans,
     publish,
     read_topics,
     verified_audit,
@@ -54,7 +54,7 @@ def test_changes_reach_granted_consumers_masked_and_the_central_store(bus):
 
     # Every delivery is on the audit trail under its grant, and the whole trail is one chain.
     audit = verified_audit(bus.settings)
-    for plan in plans(bus.settings):
+    for plan in fed_plans(bus.settings, published):
         audited = {
             e
             for r in audit
@@ -73,7 +73,7 @@ def test_no_masked_value_appears_in_clear_in_any_delivery_topic(bus):
     bus.start("router")
     published = publish(bus.settings, demo_changes(bus.tag, 600, seed=11))
     wait_drained_router(bus)
-    for plan in plans(bus.settings):
+    for plan in fed_plans(bus.settings, published):
         raw = b"".join(
             (m.key() or b"") + (m.value() or b"") for m in read_topics(bus.settings, [plan.topic])
         )
@@ -119,7 +119,7 @@ def test_masked_records_follow_their_grant(bus):
     secret = bus.settings.mask_secret.get_secret_value().encode()
     # clear value -> {consumer: masked values}: joinable within a consumer, not across.
     hashed: dict[str, dict[str, set[str]]] = {}
-    for plan in plans(bus.settings):
+    for plan in fed_plans(bus.settings, published):
         delivered = decode_all(bus.settings, read_topics(bus.settings, [plan.topic]))
         ops = Counter(v["op"] for _, v in delivered)
         assert ops["c"] > 0, plan.topic
